@@ -1,0 +1,22 @@
+# EventSpec: cross-modal speculative decoding, from an event-camera VLM (drafter)
+# to a video VLM (verifier). Run `snakemake --cores N`; see README.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "xsd/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,436 @@
+"""EventGPT drafter architecture: checkpoint layout, save/load, batched generation, visual conditioning, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, CLIPConfig, DynamicCache, LlamaConfig, LlamaForCausalLM
+
+from eventspec.models.loading import ModelLoadError
+from eventspec.models.eventgpt import (
+    EV_END_TOKEN,
+    EV_START_TOKEN,
+    EVENT_TOKEN,
+    MODEL_TYPE,
+    VICUNA_V1_SYSTEM,
+    EventGPTConfig,
+    EventGPTForCausalLM,
+    build_prompt,
+    event_pixel_values,
+    load_eventgpt,
+    num_event_tokens,
+    spatio_temporal_aggregate,
+    tiny_eventgpt_config,
+)
+
+VOCAB, EVENT_ID, PAD, BOS, EOS = 64, 63, 0, 1, 2
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711])
+
+
+def tiny_config() -> EventGPTConfig:
+    config = tiny_eventgpt_config(
+        vocab_size=VOCAB, event_token_index=EVENT_ID, pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS
+    )
+    # Larger random weights than the default 0.02 give peaked logits, so greedy tokens depend on the input.
+    config.initializer_range = 0.2
+    return config
+
+
+@pytest.fixture(scope="module")
+def model() -> EventGPTForCausalLM:
+    torch.manual_seed(0)
+    return EventGPTForCausalLM(tiny_config()).eval()
+
+
+def prompt_ids(config: EventGPTConfig, before: list[int], after: list[int]) -> list[int]:
+    return [BOS, *before, *[config.event_token_index] * num_event_tokens(config), *after]
+
+
+def random_events(config: EventGPTConfig, batch: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(batch, config.num_event_chunks, 48, 80, 3), dtype=np.uint8)
+    return event_pixel_values(images, config)
+
+
+# --- EventGPT's checkpoint layout, written key by key -------------------------------------------------------------
+
+LLM = {"hidden": 64, "intermediate": 128, "layers": 2, "heads": 4, "vocab": 80}
+CLIP = {"hidden": 32, "intermediate": 64, "layers": 2, "heads": 2, "image": 32, "patch": 8}
+
+
+def original_config_json(clip_dir) -> dict:
+    """config.json as EventGPT's training code saves it (EventChatConfig = LlamaConfig + mm keys, transformers 4.37)."""
+    return {
+        "_name_or_path": "./checkpoints/vicuna-7b-v1.5",
+        "architectures": ["EventChatModel"],
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "event_feature_adaptor": True,
+        "hidden_act": "silu",
+        "hidden_size": LLM["hidden"],
+        "initializer_range": 0.02,
+        "intermediate_size": LLM["intermediate"],
+        "max_position_embeddings": 4096,
+        "mm_use_im_patch_token": False,
+        "mm_use_im_start_end": False,
+        "mm_visual_tower": str(clip_dir),
+        "model_type": "EventChat_llama",
+        "num_attention_heads": LLM["heads"],
+        "num_hidden_layers": LLM["layers"],
+        "num_key_value_heads": LLM["heads"],
+        "pad_token_id": 0,
+        "pretraining_tp": 1,
+        "rms_norm_eps": 1e-05,
+        "rope_scaling": None,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+        "torch_dtype": "bfloat16",
+        "transformers_version": "4.37.2",
+        "use_cache": True,
+        "vocab_size": LLM["vocab"],
+    }
+
+
+def clip_tower_shapes(prefix: str) -> dict[str, tuple[int, ...]]:
+    """CLIPVisionModel keys as transformers 4.x saves them (with the `vision_model.` level)."""
+    d, i, p = CLIP["hidden"], CLIP["intermediate"], CLIP["patch"]
+    positions = (CLIP["image"] // p) ** 2 + 1
+    shapes = {
+        f"{prefix}embeddings.class_embedding": (d,),
+        f"{prefix}embeddings.patch_embedding.weight": (d, 3, p, p),
+        f"{prefix}embeddings.position_embedding.weight": (positions, d),
+        f"{prefix}pre_layrnorm.weight": (d,),
+        f"{prefix}pre_layrnorm.bias": (d,),
+        f"{prefix}post_layernorm.weight": (d,),
+        f"{prefix}post_layernorm.bias": (d,),
+    }
+    for layer in range(CLIP["layers"]):
+        block = f"{prefix}encoder.layers.{layer}."
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            shapes[f"{block}self_attn.{proj}.weight"] = (d, d)
+            shapes[f"{block}self_attn.{proj}.bias"] = (d,)
+        for norm in ("layer_norm1", "layer_norm2"):
+            shapes[f"{block}{norm}.weight"] = (d,)
+            shapes[f"{block}{norm}.bias"] = (d,)
+        shapes[f"{block}mlp.fc1.weight"] = (i, d)
+        shapes[f"{block}mlp.fc1.bias"] = (i,)
+        shapes[f"{block}mlp.fc2.weight"] = (d, i)
+        shapes[f"{block}mlp.fc2.bias"] = (d,)
+    return shapes
+
+
+TOWER_PREFIX = "model.visual_tower.visual_tower.vision_model."
+
+
+def original_shapes(with_tower: bool = True) -> dict[str, tuple[int, ...]]:
+    """Every tensor of an EventGPT (EventChatModel) checkpoint, by its original name."""
+    d, i, v = LLM["hidden"], LLM["intermediate"], LLM["vocab"]
+    shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,), "lm_head.weight": (v, d)}
+    for layer in range(LLM["layers"]):
+        block = f"model.layers.{layer}."
+        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            shapes[f"{block}self_attn.{proj}.weight"] = (d, d)
+        shapes[f"{block}mlp.gate_proj.weight"] = (i, d)
+        shapes[f"{block}mlp.up_proj.weight"] = (i, d)
+        shapes[f"{block}mlp.down_proj.weight"] = (d, i)
+        shapes[f"{block}input_layernorm.weight"] = (d,)
+        shapes[f"{block}post_attention_layernorm.weight"] = (d,)
+    if with_tower:
+        shapes.update(clip_tower_shapes(TOWER_PREFIX))
+    shapes.update(
+        {
+            "model.visual_projector.0.weight": (d, CLIP["hidden"]),
+            "model.visual_projector.0.bias": (d,),
+            "model.visual_projector.2.weight": (d, d),
+            "model.visual_projector.2.bias": (d,),
+            "model.feature_adaptor.weight": (d, d),
+            "model.feature_adaptor.bias": (d,),
+        }
+    )
+    return shapes
+
+
+def random_tensors(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {name: 0.05 * torch.randn(shape, generator=generator) for name, shape in shapes.items()}
+
+
+def write_clip_dir(root, with_weights: bool = False) -> tuple:
+    """A local CLIP model directory in the openai/clip-vit-* format (full CLIPConfig, `vision_model.` keys)."""
+    clip_dir = root / "clip-vit-tiny"
+    vision = {
+        "hidden_size": CLIP["hidden"],
+        "intermediate_size": CLIP["intermediate"],
+        "num_hidden_layers": CLIP["layers"],
+        "num_attention_heads": CLIP["heads"],
+        "image_size": CLIP["image"],
+        "patch_size": CLIP["patch"],
+    }
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    CLIPConfig(vision_config=vision, text_config=text, projection_dim=16).save_pretrained(clip_dir)
+    weights = {}
+    if with_weights:
+        weights = random_tensors(clip_tower_shapes("vision_model."), seed=7)
+        save_file(weights, str(clip_dir / "model.safetensors"), metadata={"format": "pt"})
+    return clip_dir, weights
+
+
+def write_original_checkpoint(root, drop: tuple[str, ...] = (), with_tower: bool = True) -> tuple:
+    clip_dir, clip_weights = write_clip_dir(root, with_weights=not with_tower)
+    checkpoint = root / "EventGPT-tiny"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps(original_config_json(clip_dir), indent=2))
+    tensors = {k: v for k, v in random_tensors(original_shapes(with_tower), seed=3).items() if k not in drop}
+    save_file(tensors, str(checkpoint / "model.safetensors"), metadata={"format": "pt"})
+    return checkpoint, tensors, clip_weights
+
+
+def ours(original_key: str) -> str:
+    """Our parameter name for an original key (transformers v5 CLIPVisionModel has no `vision_model.` level)."""
+    return original_key.replace("visual_tower.visual_tower.vision_model.", "visual_tower.visual_tower.")
+
+
+# --- 1. an EventGPT-layout checkpoint loads completely and exactly ------------------------------------------------
+
+
+def test_original_layout_checkpoint_loads_exactly(tmp_path):
+    checkpoint, written, _ = write_original_checkpoint(tmp_path)
+
+    model, info = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32, output_loading_info=True)
+
+    assert isinstance(model, EventGPTForCausalLM)
+    assert info["missing_keys"] == set() and info["unexpected_keys"] == set() and info["mismatched_keys"] == set()
+    loaded = model.state_dict()
+    assert set(loaded) == {ours(k) for k in written}
+    for key, tensor in written.items():
+        assert torch.equal(loaded[ours(key)], tensor), key
+    # The tower's architecture came from the local CLIP directory named by mm_visual_tower.
+    assert model.config.vision_config.hidden_size == CLIP["hidden"]
+    assert num_event_tokens(model.config) == 5 + (CLIP["image"] // CLIP["patch"]) ** 2 + 1
+    assert model.config.event_token_index == -200
+
+    strict = load_eventgpt(checkpoint)
+    assert all(torch.equal(strict.state_dict()[ours(k)], t) for k, t in written.items())
+
+
+def test_clip_weights_come_from_mm_visual_tower_when_not_in_checkpoint(tmp_path):
+    checkpoint, written, clip_weights = write_original_checkpoint(tmp_path, with_tower=False)
+
+    model = load_eventgpt(checkpoint)
+
+    loaded = model.state_dict()
+    for key, tensor in clip_weights.items():
+        assert torch.equal(loaded["model.visual_tower.visual_tower." + key.removeprefix("vision_model.")], tensor)
+    for key, tensor in written.items():
+        assert torch.equal(loaded[key], tensor)
+
+
+def test_out_of_vocabulary_event_index_runs(tmp_path):
+    """EventGPT's own configs carry no event token: the default index -200 lies outside the vocabulary."""
+    checkpoint, _, _ = write_original_checkpoint(tmp_path)
+    model = load_eventgpt(checkpoint)
+    ids = torch.tensor([[BOS, 5, *[-200] * num_event_tokens(model.config), 6]])
+    pixels = torch.randn(1, 5, 3, CLIP["image"], CLIP["image"])
+
+    logits = model(input_ids=ids, event_pixel_values=pixels).logits
+
+    assert logits.shape == (1, ids.shape[1], LLM["vocab"]) and torch.isfinite(logits).all()
+
+
+# --- 2. save_pretrained / from_pretrained round trip ------------------------------------------------------------
+
+
+def test_save_load_round_trip_keeps_logits_and_layout(model, tmp_path):
+    config = model.config
+    ids = torch.tensor([prompt_ids(config, [5, 6], [7, 8, 9])])
+    pixels = random_events(config, 1, seed=1)
+    model.save_pretrained(tmp_path)
+
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+
+    assert isinstance(reloaded, EventGPTForCausalLM)
+    with torch.no_grad():
+        before = model(input_ids=ids, event_pixel_values=pixels).logits
+        after = reloaded(input_ids=ids, event_pixel_values=pixels).logits
+    assert torch.equal(before, after)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == MODEL_TYPE
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as saved:
+        keys = set(saved.keys())
+    assert {
+        TOWER_PREFIX + "embeddings.class_embedding",
+        TOWER_PREFIX + "encoder.layers.0.self_attn.q_proj.weight",
+        "model.visual_projector.0.weight",
+        "model.visual_projector.2.weight",
+        "model.feature_adaptor.weight",
+        "model.layers.0.self_attn.q_proj.weight",
+        "lm_head.weight",
+    } <= keys
+
+
+# --- 3. batched greedy generation with left padding ---------------------------------------------------------------
+
+
+def test_left_padded_batch_generates_like_single_samples(model):
+    config = model.config
+    prompts = [prompt_ids(config, [5], [7, 8, 9, 10, 11]), prompt_ids(config, [12, 13, 14], [15])]
+    prompts.append(prompt_ids(config, [], [20, 21, 22, 23, 24, 25, 26]))
+    pixels = random_events(config, len(prompts), seed=2)
+    width = max(len(p) for p in prompts)
+    input_ids = torch.tensor([[PAD] * (width - len(p)) + p for p in prompts])
+    attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    greedy = {"max_new_tokens": 8, "do_sample": False, "pad_token_id": PAD}
+
+    with torch.no_grad():
+        batch = model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, event_pixel_values=pixels, **greedy
+        )
+        padded_logits = model(input_ids=input_ids, attention_mask=attention_mask, event_pixel_values=pixels).logits
+        for row, prompt in enumerate(prompts):
+            ids = torch.tensor([prompt])
+            single = model.generate(
+                input_ids=ids, attention_mask=torch.ones_like(ids), event_pixel_values=pixels[row : row + 1], **greedy
+            )
+            assert batch[row, width:].tolist() == single[0, len(prompt) :].tolist()
+            alone = model(input_ids=ids, event_pixel_values=pixels[row : row + 1]).logits
+            torch.testing.assert_close(padded_logits[row, -1], alone[0, -1], rtol=1e-4, atol=1e-5)
+    assert len({tuple(row) for row in batch[:, width:].tolist()}) > 1
+
+
+# --- 4. the visual tokens condition the output --------------------------------------------------------------------
+
+
+def test_event_images_condition_the_logits(model):
+    config = model.config
+    ids = torch.tensor([prompt_ids(config, [5, 6], [7, 8])])
+    first, second = random_events(config, 1, seed=3), random_events(config, 1, seed=4)
+
+    with torch.no_grad():
+        a = model(input_ids=ids, event_pixel_values=first).logits[0, -1]
+        a_again = model(input_ids=ids, event_pixel_values=first).logits[0, -1]
+        b = model(input_ids=ids, event_pixel_values=second).logits[0, -1]
+        cached = model(input_ids=ids, event_features=model.get_event_features(first)).logits[0, -1]
+
+    assert torch.equal(a, a_again)
+    assert (a - b).abs().max() > 1e-3
+    torch.testing.assert_close(cached, a)
+
+
+# --- 5. bad checkpoints and bad inputs give clear errors ----------------------------------------------------------
+
+
+def test_missing_weight_is_named(tmp_path):
+    checkpoint, _, _ = write_original_checkpoint(tmp_path, drop=("model.feature_adaptor.bias",))
+
+    with pytest.raises(ValueError, match="missing") as err:
+        load_eventgpt(checkpoint)
+
+    assert str(checkpoint) in str(err.value) and "model.feature_adaptor.bias" in str(err.value)
+
+
+def test_wrong_shape_is_named(tmp_path):
+    checkpoint, written, _ = write_original_checkpoint(tmp_path)
+    written["model.feature_adaptor.bias"] = torch.zeros(7)
+    save_file(written, str(checkpoint / "model.safetensors"), metadata={"format": "pt"})
+
+    with pytest.raises(ValueError, match="shape-mismatched") as err:
+        load_eventgpt(checkpoint)
+
+    assert str(checkpoint) in str(err.value) and "model.feature_adaptor.bias (checkpoint (7,)" in str(err.value)
+
+
+def test_other_architecture_is_rejected(tmp_path):
+    llama = LlamaConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2
+    )
+    LlamaForCausalLM(llama).save_pretrained(tmp_path)
+
+    with pytest.raises(ValueError, match="model_type='llama'") as err:
+        load_eventgpt(tmp_path)
+
+    assert str(tmp_path) in str(err.value) and MODEL_TYPE in str(err.value)
+
+
+def test_missing_directory_config_and_weights(tmp_path):
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_eventgpt(tmp_path / "nowhere")
+    with pytest.raises(ModelLoadError, match="config.json"):
+        load_eventgpt(tmp_path)
+    tiny_config().save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="no weights") as err:
+        load_eventgpt(tmp_path)
+    assert str(tmp_path) in str(err.value)
+
+
+def test_wrong_number_of_event_tokens_is_an_error(model):
+    config = model.config
+    ids = torch.tensor([prompt_ids(config, [5], [6])[:-3]])
+
+    with pytest.raises(ValueError, match="event tokens per sample"):
+        model(input_ids=ids, event_pixel_values=random_events(config, 1, seed=5))
+
+
+# --- helpers and interface ------------------------------------------------------------------------------------
+
+
+def test_visual_token_counts():
+    assert num_event_tokens(tiny_config()) == 5 + 64 + 1
+    assert num_event_tokens(EventGPTConfig()) == 5 + 576 + 1
+
+
+def test_build_prompt_is_vicuna_v1_with_expanded_placeholder():
+    config = tiny_config()
+
+    prompt = build_prompt("What moves?", config)
+
+    events = EVENT_TOKEN * num_event_tokens(config)
+    assert prompt == f"{VICUNA_V1_SYSTEM} USER: {EV_START_TOKEN}{events}{EV_END_TOKEN}\nWhat moves? ASSISTANT:"
+    assert VICUNA_V1_SYSTEM.startswith("A chat between a curious human and an artificial intelligence assistant.")
+
+
+def test_event_pixel_values_resizes_and_normalises():
+    config = tiny_config()
+    images = np.zeros((2, config.num_event_chunks, 48, 80, 3), dtype=np.uint8)
+    images[1] = 255
+
+    pixels = event_pixel_values(images, config)
+
+    assert pixels.shape == (2, 5, 3, 64, 64) and pixels.dtype == torch.float32
+    for sample, value in ((0, 0.0), (1, 1.0)):
+        expected = torch.tensor((value - CLIP_MEAN) / CLIP_STD, dtype=torch.float32)
+        torch.testing.assert_close(pixels[sample].mean(dim=(0, 2, 3)), expected, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="num_event_chunks"):
+        event_pixel_values(images[:, :3], config)
+
+
+def test_spatio_temporal_aggregate_means():
+    features = torch.arange(2 * 3 * 4 * 2, dtype=torch.float32).reshape(2, 3, 4, 2)
+
+    tokens = spatio_temporal_aggregate(features)
+
+    assert tokens.shape == (2, 3 + 4, 2)
+    torch.testing.assert_close(tokens[:, :3], features.mean(dim=2))
+    torch.testing.assert_close(tokens[:, 3:], features.mean(dim=1))
+
+
+def test_pipeline_interface(model):
+    config = model.config
+    ids = torch.tensor([prompt_ids(config, [5], [6, 7])])
+
+    with torch.no_grad():
+        out = model(input_ids=ids, event_pixel_values=random_events(config, 1, seed=6), output_hidden_states=True)
+        step = model(input_ids=torch.tensor([[9]]), past_key_values=out.past_key_values, use_cache=True)
+
+    assert model.llm_hidden_size == config.hidden_size == 128
+    assert model.get_input_embeddings() is model.model.embed_tokens
+    assert model.get_output_embeddings() is model.lm_head
+    assert isinstance(out.past_key_values, DynamicCache)
+    assert out.past_key_values.get_seq_length() == ids.shape[1] + 1
+    # hidden_states[-1] is the final-normed state whose LM-head projection is the logits.
+    torch.testing.assert_close(model.lm_head(out.hidden_states[-1]), out.logits)
+    assert step.logits.shape == (1, 1, VOCAB)

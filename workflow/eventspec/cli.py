@@ -1,0 +1,124 @@
+"""``eventspec <stage>``: every pipeline stage as a command, with or without Snakemake.
+
+Each stage takes the pipeline config either as a YAML file (``--config``) or
+as inline JSON of the sections it uses (``--config-json``, how the Snakemake
+rules pass their slice); both are validated against xsd/config.schema.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import config as config_mod
+from .config import ConfigError
+from .dsec import DataError
+from .models.loading import ModelLoadError
+from .store import StoreError
+
+
+def _config(args) -> dict:
+    return config_mod.load(args.config, args.config_json)
+
+
+def cmd_toy_sequences(args) -> None:
+    from .toyworld.manifest import write_toy_world
+
+    cfg = _config(args)
+    write_toy_world(args.out or cfg["data"]["root"], cfg["toy"], args.manifest, args.workers)
+
+
+def cmd_prepare_samples(args) -> None:
+    from .digest import write_digest
+    from .samples import prepare_samples
+
+    cfg = _config(args)
+    out = prepare_samples(cfg, args.split, args.out)
+    write_digest(out, args.digest or Path(str(out) + ".digest.json"))
+
+
+def cmd_toy_models(args) -> None:
+    from .digest import write_manifest
+    from .models.toy import build_toy_models, write_eval
+
+    cfg = _config(args)
+    out = {"verifier": args.verifier_out, "drafter": args.drafter_out}
+    report = build_toy_models(args.train, args.test, out, cfg["toy_models"])
+    write_eval(report, args.eval)
+    write_manifest(args.manifest, out, cfg["toy_models"])
+
+
+def cmd_extract_lm_head(args) -> None:
+    from .lm_head import extract_lm_head
+
+    cfg = _config(args)
+    extract_lm_head(cfg["models"]["verifier"], args.out)
+
+
+def cmd_digest(args) -> None:
+    from .digest import write_digest
+
+    write_digest(args.store, args.out)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="pipeline config YAML (default: the repository's config.yaml)")
+    p.add_argument("--config-json", help="config sections as inline JSON (overrides --config per top-level key)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventspec", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True)
+
+    p = sub.add_parser("toy-sequences", help="generate the toy DSEC-format world")
+    _add_config_args(p)
+    p.add_argument("--out", help="DSEC root to write (default: data.root)")
+    p.add_argument("--manifest", required=True, help="manifest JSON (sha256 of every file written)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (output is identical for any count)")
+    p.set_defaults(func=cmd_toy_sequences)
+
+    p = sub.add_parser("prepare-samples", help="cut windows and write the sample store of one split")
+    _add_config_args(p)
+    p.add_argument("--split", required=True, choices=["train", "test"])
+    p.add_argument("--out", required=True, help="sample store (.zarr)")
+    p.add_argument("--digest", help="digest JSON (default: <out>.digest.json)")
+    p.set_defaults(func=cmd_prepare_samples)
+
+    p = sub.add_parser("toy-models", help="train the toy verifier/drafter pair")
+    _add_config_args(p)
+    p.add_argument("--train", required=True, help="train sample store")
+    p.add_argument("--test", required=True, help="test sample store")
+    p.add_argument("--verifier-out", required=True, help="directory of the trained verifier")
+    p.add_argument("--drafter-out", required=True, help="directory of the trained drafter")
+    p.add_argument("--eval", required=True, help="per-question accuracy JSON")
+    p.add_argument("--manifest", required=True, help="sha256 of every file of both models")
+    p.set_defaults(func=cmd_toy_models)
+
+    p = sub.add_parser("extract-lm-head", help="Stage 0: the verifier's LM head to safetensors")
+    _add_config_args(p)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_extract_lm_head)
+
+    p = sub.add_parser("digest", help="write the digest JSON of a store")
+    p.add_argument("store")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_digest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "config", None) is None and getattr(args, "config_json", None) is None and hasattr(args, "config"):
+        default = Path(__file__).resolve().parents[2] / "config.yaml"
+        args.config = str(default)
+    try:
+        args.func(args)
+    except (ConfigError, DataError, ModelLoadError, StoreError) as err:
+        print(f"eventspec {args.stage}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

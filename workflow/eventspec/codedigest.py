@@ -1,0 +1,72 @@
+"""Digest of the code a stage runs, for Snakemake ``params``.
+
+The digest covers a module and every ``eventspec`` module it imports,
+transitively, hashed on the parsed AST: comments and formatting do not count,
+so only real code edits re-run the stages that execute that code.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE = PACKAGE_DIR.name
+
+
+def _module_path(module: str) -> Path | None:
+    parts = module.split(".")[1:]
+    if not parts:
+        return PACKAGE_DIR / "__init__.py"
+    rel = Path(*parts)
+    for candidate in (PACKAGE_DIR / rel.with_suffix(".py"), PACKAGE_DIR / rel / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(module: str, tree: ast.AST) -> set[str]:
+    """``eventspec`` modules imported by ``module`` (absolute or relative imports)."""
+    package_parts = module.split(".")
+    if not _module_path(module).name == "__init__.py":
+        package_parts = package_parts[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module.split(".") if node.module else []
+            if node.level:
+                base = package_parts[: len(package_parts) - node.level + 1] + base
+            if not base or base[0] != PACKAGE:
+                continue
+            found.add(".".join(base))
+            found.update(".".join(base + [a.name]) for a in node.names)
+    return {m for m in found if _module_path(m) is not None}
+
+
+def modules_of(module: str) -> list[str]:
+    """``module`` and the ``eventspec`` modules it depends on, sorted."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _module_path(name)
+        if path is None:
+            raise ValueError(f"no module {name} in {PACKAGE_DIR}")
+        seen.add(name)
+        todo.extend(_imports(name, ast.parse(path.read_text())) - seen)
+    return sorted(seen)
+
+
+def code_digest(*modules: str) -> str:
+    """sha256 over the ASTs of ``modules`` and their ``eventspec`` dependencies."""
+    h = hashlib.sha256()
+    names = sorted({m for top in modules for m in modules_of(f"{PACKAGE}.{top}" if not top.startswith(PACKAGE) else top)})
+    for name in names:
+        h.update(name.encode())
+        h.update(ast.dump(ast.parse(_module_path(name).read_text())).encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,64 @@
+"""Pipeline configuration: schema validation with defaults, for the CLI.
+
+The Snakefile validates with ``snakemake.utils.validate`` against the same
+schema; the CLI does it here so stages run without Snakemake too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "xsd" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the key."""
+
+
+def _with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = json.loads(json.dumps(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+DefaultFillingValidator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def validate(config: dict, source: str = "config") -> dict:
+    """Fill defaults in place and check ``config``; raise ConfigError naming the key."""
+    errors = sorted(DefaultFillingValidator(load_schema()).iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+        raise ConfigError(f"{source}: invalid value at key '{key}': {err.message}")
+    return config
+
+
+def load(path: str | Path | None = None, inline: str | None = None) -> dict:
+    """Validated config from a YAML file and/or an inline JSON object (which wins per top-level key)."""
+    config: dict = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file missing")
+        config = yaml.safe_load(path.read_text()) or {}
+        source = str(path)
+    if inline:
+        config.update(json.loads(inline))
+    return validate(config, source)

@@ -1,0 +1,256 @@
+"""Stage 1: paired hidden states of the verifier and the drafter, into a feature store.
+
+Per (window, question) pair:
+- the verifier's greedy tokens and hidden states ``h_v``;
+- the drafter's own free-running greedy tokens and hidden states ``h_d``;
+- the drafter teacher-forced on the verifier's tokens (one forward), ``h_d_tf``:
+  position t has read the same text prefix the verifier had when it produced
+  token t, which is what drafting during decoding needs.
+
+Pairs are ordered window-major and cut into batches; a shard is a contiguous
+run of whole batches, so every batch (and so every float) is the same whether
+a split is extracted by one job or by many, and resuming after a kill restarts
+at the first uncommitted batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import store
+from .digest import read_digest
+from .models.backend import Backend, greedy_generate, teacher_forced_hidden
+from .models.drafter import load_drafter
+from .models.verifier import load_verifier
+
+STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32, "bfloat16": np.uint16}
+
+
+class ExtractionError(RuntimeError):
+    """Bad model output (NaN/Inf) or inconsistent inputs; the message names the sample."""
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """Which (window, question) pairs a job extracts, in batches."""
+
+    windows: np.ndarray  # [P] sample-store row of each pair
+    questions: np.ndarray  # [P] question index of each pair
+    batch_size: int
+
+    @classmethod
+    def for_split(cls, n_windows: int, n_questions: int, cfg: dict) -> "PairPlan":
+        if cfg["max_samples"] >= 0:
+            n_windows = min(n_windows, cfg["max_samples"])
+        n_questions = min(n_questions, cfg["max_questions"])
+        windows, questions = np.divmod(np.arange(n_windows * n_questions), n_questions)
+        return cls(windows, questions, cfg["batch_size"])
+
+    @property
+    def n_batches(self) -> int:
+        return math.ceil(len(self.windows) / self.batch_size)
+
+    def shard(self, index: int, count: int) -> "PairPlan":
+        """The ``index``-th of ``count`` contiguous runs of whole batches."""
+        first = index * self.n_batches // count
+        last = (index + 1) * self.n_batches // count
+        rows = slice(first * self.batch_size, min(last * self.batch_size, len(self.windows)))
+        return PairPlan(self.windows[rows], self.questions[rows], self.batch_size)
+
+
+def to_storage(hidden: torch.Tensor, dtype: str) -> np.ndarray:
+    """float32 tensor -> stored numpy array (bfloat16 as its uint16 bit pattern)."""
+    if dtype == "bfloat16":
+        return hidden.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    return hidden.numpy().astype(STORAGE_DTYPES[dtype])
+
+
+def from_storage(values: np.ndarray, logical_dtype: str) -> torch.Tensor:
+    """Stored array -> float32 tensor."""
+    if logical_dtype == "bfloat16":
+        return torch.from_numpy(values.view(np.int16)).view(torch.bfloat16).float()
+    return torch.from_numpy(np.asarray(values, dtype=np.float32))
+
+
+def padded(x: torch.Tensor, length: int, value=0) -> torch.Tensor:
+    """Pad or cut axis 1 of ``x`` to ``length``."""
+    if x.shape[1] >= length:
+        return x[:, :length]
+    pad = torch.full((x.shape[0], length - x.shape[1], *x.shape[2:]), value, dtype=x.dtype)
+    return torch.cat([x, pad], dim=1)
+
+
+def zero_after(x: torch.Tensor, lengths: torch.Tensor, value=0) -> torch.Tensor:
+    """Set positions t >= lengths[b] to ``value`` (no stale values past a sequence's end)."""
+    keep = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+    keep = keep.reshape(*keep.shape, *([1] * (x.dim() - 2)))
+    return torch.where(keep, x, torch.as_tensor(value, dtype=x.dtype))
+
+
+def check_finite(name: str, hidden: torch.Tensor, lengths: torch.Tensor, sample_ids: np.ndarray, question_ids: np.ndarray):
+    bad = ~torch.isfinite(zero_after(hidden, lengths)).all(dim=(1, 2))
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        raise ExtractionError(
+            f"{name}: NaN/Inf hidden state for sample {int(sample_ids[i])} question {int(question_ids[i])}"
+        )
+
+
+def check_lm_head_invariant(backend: Backend, hidden: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, sample_ids):
+    """argmax(lm_head(h[t])) == token[t] on every generated position (before storage)."""
+    with torch.no_grad():
+        weight = backend.lm_head.weight
+        predicted = (hidden.to(weight.dtype).to(weight.device) @ weight.T).argmax(-1).cpu()
+    valid = torch.arange(tokens.shape[1])[None] < lengths[:, None]
+    wrong = valid & (predicted != tokens)
+    if wrong.any():
+        i = int(wrong.any(1).nonzero()[0])
+        raise ExtractionError(f"hidden-state convention broken for sample {int(sample_ids[i])}: lm_head(h) != token")
+
+
+def extract_batch(verifier: Backend, drafter: Backend, frames, event_images, questions, max_new_tokens: int):
+    """One batch of pairs: tokens, lengths and the three hidden-state tensors (float32, padded to T)."""
+    T = max_new_tokens
+    v = greedy_generate(verifier, verifier.prepare(frames, questions), T)
+    d_inputs = drafter.prepare(event_images, questions)
+    d = greedy_generate(drafter, d_inputs, T)
+    tf = teacher_forced_hidden(drafter, d_inputs, v.tokens)
+    return {
+        "verifier_tokens": padded(zero_after(v.tokens, v.lengths, -1), T, -1),
+        "drafter_tokens": padded(zero_after(d.tokens, d.lengths, -1), T, -1),
+        "verifier_hidden": padded(zero_after(v.hidden, v.lengths), T),
+        "drafter_hidden": padded(zero_after(d.hidden, d.lengths), T),
+        "drafter_hidden_tf": padded(zero_after(tf, v.lengths), T),
+        "verifier_len": v.lengths,
+        "drafter_len": d.lengths,
+        "_raw_verifier": v,
+    }
+
+
+def feature_layout(T: int, dv: int, dd: int, dtype: str, chunk_rows: int) -> dict[str, store.ArraySpec]:
+    """Arrays of a feature store; lengths come last so a row counts only once all of it is written."""
+    spec = store.ArraySpec
+    hidden_dtype = STORAGE_DTYPES[dtype]
+    return {
+        "verifier_hidden": spec((T, dv), hidden_dtype, chunk_rows),
+        "drafter_hidden": spec((T, dd), hidden_dtype, chunk_rows),
+        "drafter_hidden_tf": spec((T, dd), hidden_dtype, chunk_rows),
+        "verifier_tokens": spec((T,), np.int32, 64),
+        "drafter_tokens": spec((T,), np.int32, 64),
+        "sample_id": spec((), np.int32, 64),
+        "question_id": spec((), np.int32, 64),
+        "verifier_len": spec((), np.int32, 64),
+        "drafter_len": spec((), np.int32, 64),
+    }
+
+
+def check_sample_store(samples: str | Path, samples_digest: str | Path) -> dict:
+    """Refuse a sample store whose content is not the one its digest (our input) describes."""
+    from .digest import store_digest
+
+    expected = read_digest(samples_digest)
+    actual = store_digest(samples)
+    if actual["arrays"] != expected["arrays"] or actual["n_committed"] != expected["n_committed"]:
+        raise ExtractionError(
+            f"{samples}: content does not match {samples_digest} (built from another config or modified); "
+            "rebuild the sample store"
+        )
+    return expected
+
+
+def identity(cfg: dict, split: str, samples_digest: dict) -> dict:
+    """What a feature store's content depends on: models, extraction settings, the sample store."""
+    ex = {k: v for k, v in cfg["extract"].items() if k not in ("shards",)}
+    return {
+        "stage": "features",
+        "split": split,
+        "models": cfg["models"],
+        "extract": ex,
+        "samples": {"n_committed": samples_digest["n_committed"], "arrays": samples_digest["arrays"]},
+    }
+
+
+def extract_features(
+    cfg: dict,
+    split: str,
+    samples: str | Path,
+    samples_digest: str | Path,
+    out: str | Path,
+    shard: tuple[int, int] = (0, 1),
+    resume: bool = True,
+) -> Path:
+    """Extract one shard of a split into ``out`` (a feature store), resuming from its committed rows."""
+    ex = cfg["extract"]
+    digest = check_sample_store(samples, samples_digest)
+    group, n_windows = store.open_committed(samples)
+    questions = [q["text"] for q in group.attrs["questions"]]
+    plan = PairPlan.for_split(n_windows, len(questions), ex).shard(*shard)
+    mv, md = cfg["models"]["verifier"], cfg["models"]["drafter"]
+    verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"])
+    drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"])
+    T = ex["max_new_tokens"]
+    layout = feature_layout(T, verifier.hidden_size, drafter.hidden_size, ex["dtype"], ex["chunk_rows"])
+    attrs = identity(cfg, split, digest) | {"shard": list(shard)}
+    features = store.open_for_writing(out, layout, attrs, ex["batch_size"], resume)
+    features.attrs.update(
+        {
+            "logical_dtype": ex["dtype"],
+            "pad_token": -1,
+            "model_ids": {"verifier": mv["path"], "drafter": md["path"]},
+            "questions": group.attrs["questions"],
+        }
+    )
+    done = store.n_committed(features)
+    bar = tqdm(total=len(plan.windows), initial=done, desc=f"extract[{split} {shard[0]}/{shard[1]}]", unit="pair")
+    for start in range(done, len(plan.windows), plan.batch_size):
+        rows = slice(start, start + plan.batch_size)
+        w, q = plan.windows[rows], plan.questions[rows]
+        order = np.argsort(w, kind="stable")
+        frames = np.asarray(group["frames"].get_orthogonal_selection((w[order],)))[np.argsort(order)]
+        events = np.asarray(group["event_images"].get_orthogonal_selection((w[order],)))[np.argsort(order)]
+        batch = extract_batch(verifier, drafter, frames, events, [questions[i] for i in q], T)
+        raw = batch.pop("_raw_verifier")
+        check_finite("verifier", batch["verifier_hidden"], batch["verifier_len"], w, q)
+        check_finite("drafter", batch["drafter_hidden"], batch["drafter_len"], w, q)
+        check_finite("drafter (teacher-forced)", batch["drafter_hidden_tf"], batch["verifier_len"], w, q)
+        check_lm_head_invariant(verifier, raw.hidden, raw.tokens, raw.lengths, w)
+        rows_out = {
+            "verifier_hidden": to_storage(batch["verifier_hidden"], ex["dtype"]),
+            "drafter_hidden": to_storage(batch["drafter_hidden"], ex["dtype"]),
+            "drafter_hidden_tf": to_storage(batch["drafter_hidden_tf"], ex["dtype"]),
+            "verifier_tokens": batch["verifier_tokens"].numpy().astype(np.int32),
+            "drafter_tokens": batch["drafter_tokens"].numpy().astype(np.int32),
+            "sample_id": w.astype(np.int32),
+            "question_id": q.astype(np.int32),
+            "verifier_len": batch["verifier_len"].numpy().astype(np.int32),
+            "drafter_len": batch["drafter_len"].numpy().astype(np.int32),
+        }
+        store.append_rows(features, rows_out)
+        bar.update(len(w))
+    bar.close()
+    return store.finish(out)
+
+
+def gather_features(parts: list[str | Path], out: str | Path, block_rows: int = 256) -> Path:
+    """Concatenate shard stores (in order) into one store; its identity drops the shard index."""
+    first, _ = store.open_committed(parts[0])
+    attrs = {k: v for k, v in first.attrs["identity"].items() if k != "shard"}
+    layout = {
+        name: store.ArraySpec(tuple(a.shape[1:]), str if a.dtype.kind == "T" else a.dtype, a.chunks[0])
+        for name, a in first.arrays()
+    }
+    shard_rows = first[next(iter(layout))].shards[0]
+    gathered = store.open_for_writing(out, layout, attrs, shard_rows, resume=False)
+    gathered.attrs.update({k: v for k, v in first.attrs.items() if k not in ("identity", "n_committed")})
+    for part in parts:
+        group, n = store.open_committed(part)
+        for start in range(0, n, block_rows):
+            rows = slice(start, min(start + block_rows, n))
+            store.append_rows(gathered, {name: np.asarray(group[name][rows]) for name in layout})
+    return store.finish(out)

@@ -1,0 +1,59 @@
+"""The verifier: Video-LLaVA (transformers ``VideoLlavaForConditionalGeneration``) reading RGB frames.
+
+Frames are preprocessed with ``VideoLlavaImageProcessor`` (the PIL/numpy
+processor: the video processor needs torchvision, which has no CPU build
+here) and the ``<video>`` placeholder is expanded to one token per visual
+feature, (patches + CLS) x frames, as Video-LLaVA's own processor does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, VideoLlavaForConditionalGeneration, VideoLlavaImageProcessor
+
+from .backend import Backend
+from .loading import ModelLoadError, load_model, read_model_config
+
+PROMPT = "USER: <video>\n{question} ASSISTANT:"
+VIDEO_TOKEN = "<video>"
+
+
+def visual_tokens_per_frame(vision_config) -> int:
+    return (vision_config.image_size // vision_config.patch_size) ** 2 + 1
+
+
+class VerifierBackend(Backend):
+    def __init__(self, model, tokenizer, image_processor, device="cpu"):
+        super().__init__(model, tokenizer, device)
+        self.image_processor = image_processor
+
+    @property
+    def num_visual_tokens(self) -> int:
+        """Visual tokens of one clip: Video-LLaVA's ``video_seq_length`` (8 frames x 257 for the 7B)."""
+        return self.model.config.video_seq_length
+
+    def prompt(self, question: str) -> str:
+        return PROMPT.format(question=question).replace(VIDEO_TOKEN, VIDEO_TOKEN * self.num_visual_tokens)
+
+    def visual_inputs(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
+        """``pixel_values_videos`` [B, F, 3, S, S] from frames [B, F, H, W, 3] uint8."""
+        b, f = frames.shape[:2]
+        per_frame = visual_tokens_per_frame(self.model.config.vision_config)
+        if f * per_frame != self.num_visual_tokens:
+            raise ValueError(f"verifier expects {self.num_visual_tokens // per_frame} frames per clip, got {f}")
+        pixels = self.image_processor(
+            images=list(frames.reshape(b * f, *frames.shape[2:])), return_tensors="pt", return_legacy_image_output=False
+        )["pixel_values"]
+        return {"pixel_values_videos": pixels.reshape(b, f, *pixels.shape[1:])}
+
+
+def load_verifier(path, dtype: str = "float32", quant: str = "none", device: str = "cpu") -> VerifierBackend:
+    read_model_config(path, ("video_llava",))
+    model = load_model(VideoLlavaForConditionalGeneration, path, dtype, quant, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", local_files_only=True)
+        image_processor = VideoLlavaImageProcessor.from_pretrained(path, local_files_only=True)
+    except OSError as err:
+        raise ModelLoadError(f"{path}: tokenizer or image processor missing ({err})") from err
+    return VerifierBackend(model, tokenizer, image_processor, device)

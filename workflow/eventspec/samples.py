@@ -1,0 +1,162 @@
+"""Stage ``prepare_samples``: cut sequences into windows and build the sample store.
+
+Per window the store holds the drafter input (EventGPT-style event images: the
+window's events split into equal-count chunks, each rendered polarity-coloured),
+the verifier input (evenly spaced RGB frames), identifiers, and the reference
+answers of the question set (empty where no ground truth exists, as for DSEC).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import store
+from .dsec import DataError, Sequence, list_sequences, window_starts
+from .questions import answers, load_question_set, window_ground_truth
+
+BACKGROUND = 255
+ON_COLOR = (0, 0, 255)
+OFF_COLOR = (255, 0, 0)
+SHARD_ROWS = 16
+
+
+@dataclass(frozen=True)
+class Window:
+    sequence: str
+    index: int
+    t_start_us: int
+    t_end_us: int
+
+
+def render_event_image(x: np.ndarray, y: np.ndarray, p: np.ndarray, width: int, height: int) -> np.ndarray:
+    """One event image [H, W, 3] uint8: white, each pixel coloured by its latest event's polarity."""
+    image = np.full((height * width, 3), BACKGROUND, dtype=np.uint8)
+    if len(x):
+        pixel = y.astype(np.int64) * width + x.astype(np.int64)
+        latest = np.full(height * width, -1, dtype=np.int64)
+        np.maximum.at(latest, pixel, np.arange(len(pixel)))
+        hit = np.flatnonzero(latest >= 0)
+        on = p[latest[hit]] == 1
+        image[hit[on]] = ON_COLOR
+        image[hit[~on]] = OFF_COLOR
+    return image.reshape(height, width, 3)
+
+
+def render_event_chunks(x, y, p, width: int, height: int, n_chunks: int) -> np.ndarray:
+    """The window's events cut into ``n_chunks`` equal-count chunks, one image each [C, H, W, 3]."""
+    bounds = np.linspace(0, len(x), n_chunks + 1).round().astype(int)
+    return np.stack(
+        [render_event_image(x[a:b], y[a:b], p[a:b], width, height) for a, b in zip(bounds[:-1], bounds[1:])]
+    )
+
+
+def evenly_spaced(indices: np.ndarray, n: int) -> np.ndarray:
+    """``n`` evenly spaced entries of ``indices`` (first and last included)."""
+    return indices[np.linspace(0, len(indices) - 1, n).round().astype(int)]
+
+
+def windows_of(seq: Sequence, window_us: int) -> list[Window]:
+    starts = window_starts(seq.t_start, seq.t_end, window_us)
+    return [Window(seq.name, i, t0, t0 + window_us) for i, t0 in enumerate(starts)]
+
+
+def read_window(seq: Sequence, w: Window, num_frames: int, n_chunks: int) -> dict:
+    """Event images, frames and ids of one window, validated."""
+    where = f"sequence {seq.name} window {w.index} [{w.t_start_us}, {w.t_end_us}) µs"
+    ev = seq.events.get_events(w.t_start_us, w.t_end_us)
+    if len(ev) == 0:
+        raise DataError(f"{seq.events.path}: {where} has no events")
+    frame_ids = seq.frames_in(w.t_start_us, w.t_end_us)
+    if len(frame_ids) < num_frames:
+        raise DataError(f"{seq.frame_dir}: {where} has {len(frame_ids)} frames, needs {num_frames}")
+    chosen = evenly_spaced(frame_ids, num_frames)
+    return {
+        "event_images": render_event_chunks(ev.x, ev.y, ev.p, seq.events.width, seq.events.height, n_chunks),
+        "frames": np.stack([seq.read_frame(int(i)) for i in chosen]),
+        "frame_index": chosen.astype(np.int32),
+        "num_events": len(ev),
+    }
+
+
+def load_ground_truth(seq_dir: Path) -> dict | None:
+    path = seq_dir / "toy_ground_truth.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def store_layout(width: int, height: int, frame_shape: tuple, n_frames: int, n_chunks: int, n_questions: int):
+    spec = store.ArraySpec
+    return {
+        "event_images": spec((n_chunks, height, width, 3), np.uint8),
+        "frames": spec((n_frames, *frame_shape), np.uint8),
+        "frame_index": spec((n_frames,), np.int32, SHARD_ROWS),
+        "t_start_us": spec((), np.int64, SHARD_ROWS),
+        "t_end_us": spec((), np.int64, SHARD_ROWS),
+        "num_events": spec((), np.int64, SHARD_ROWS),
+        "window": spec((), np.int32, SHARD_ROWS),
+        "sequence": spec((), str, SHARD_ROWS),
+        "answers": spec((n_questions,), str, SHARD_ROWS),
+    }
+
+
+def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
+    """Write ``out`` (a sample store) for one split; return its path."""
+    data, scfg = config["data"], config["samples"]
+    questions = load_question_set(scfg["questions"], scfg["max_questions"])
+    seq_dirs = list_sequences(data["root"], split, data["sequences"].get(split))
+    resolution = tuple(data["event_resolution"])
+    window_us = scfg["window_ms"] * 1000
+    with Sequence(seq_dirs[0], resolution) as first:
+        frame_shape = first.read_frame(0).shape
+        width, height = first.events.width, first.events.height
+    layout = store_layout(width, height, frame_shape, scfg["num_frames"], scfg["event_chunks"], len(questions))
+    identity = {"stage": "samples", "split": split, "data": data, "samples": scfg}
+    group = store.open_for_writing(out, layout, identity, SHARD_ROWS, resume=False)
+    group.attrs.update(
+        {
+            "questions": [{"qid": q.qid, "text": q.text} for q in questions],
+            "sensor_resolution": [width, height],
+        }
+    )
+    pending: list[dict] = []
+    limit = scfg["max_windows"]
+    n_written = 0
+    progress = tqdm(seq_dirs, desc=f"samples[{split}]", unit="seq")
+    for seq_dir in progress:
+        with Sequence(seq_dir, resolution) as seq:
+            gt = load_ground_truth(seq_dir)
+            for w in windows_of(seq, window_us):
+                if limit >= 0 and n_written + len(pending) >= limit:
+                    break
+                row = read_window(seq, w, scfg["num_frames"], scfg["event_chunks"])
+                if row["frames"].shape[1:] != frame_shape:
+                    raise DataError(f"{seq.frame_dir}: frame size {row['frames'].shape[1:]} differs from {frame_shape}")
+                wgt = window_ground_truth(gt, w.t_start_us, w.t_end_us) if gt else None
+                row.update(
+                    t_start_us=w.t_start_us,
+                    t_end_us=w.t_end_us,
+                    window=w.index,
+                    sequence=w.sequence,
+                    answers=np.array(answers(questions, wgt), dtype=object),
+                )
+                pending.append(row)
+                if len(pending) == SHARD_ROWS:
+                    n_written = store.append_rows(group, _stack(pending, layout))
+                    pending = []
+    if pending:
+        n_written = store.append_rows(group, _stack(pending, layout))
+    if n_written == 0:
+        raise DataError(f"{data['root']}/{split}: no windows of {scfg['window_ms']} ms")
+    return store.finish(out)
+
+
+def _stack(rows: list[dict], layout: dict) -> dict:
+    stacked = {}
+    for name, spec in layout.items():
+        values = [r[name] for r in rows]
+        stacked[name] = np.array(values, dtype=object) if spec.dtype is str else np.stack(values).astype(spec.dtype)
+    return stacked

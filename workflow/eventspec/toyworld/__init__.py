@@ -1,0 +1,1 @@
+"""The toy world: synthetic road scenes in the DSEC layout, with an event simulator and ground truth."""

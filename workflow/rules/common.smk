@@ -1,0 +1,48 @@
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from eventspec.codedigest import code_digest
+
+RESULTS = config["results"]
+SPLITS = ["train", "test"]
+
+
+wildcard_constraints:
+    split="|".join(SPLITS),
+
+
+def config_json(*sections):
+    """The named config sections as JSON: a rule's params slice and its CLI input."""
+    return json.dumps({s: config[s] for s in sections}, sort_keys=True)
+
+
+def toy_manifest():
+    return f"{RESULTS}/toy_dsec.manifest.json"
+
+
+def data_inputs():
+    """What the sample stores depend on: the toy world's manifest, or nothing for DSEC."""
+    return [toy_manifest()] if config["data"]["source"] == "toy" else []
+
+
+def models_manifest():
+    return f"{RESULTS}/models/toy_models.manifest.json"
+
+
+def model_inputs():
+    """What model-running rules depend on: the toy pair's manifest, or nothing for given checkpoints."""
+    return [models_manifest()] if config["data"]["source"] == "toy" else []
+
+
+def sample_store(split):
+    return f"{RESULTS}/samples/{split}.zarr"
+
+
+def sample_digest(split):
+    return f"{RESULTS}/samples/{split}.digest.json"
+
+
+def all_targets():
+    return [sample_digest(s) for s in SPLITS] + [f"{RESULTS}/models/verifier_lm_head.safetensors"]

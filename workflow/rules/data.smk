@@ -1,0 +1,30 @@
+if config["data"]["source"] == "toy":
+
+    rule toy_sequences:
+        output:
+            root=directory(config["data"]["root"]),
+            manifest=toy_manifest(),
+        params:
+            cfg=config_json("toy"),
+            code=code_digest("toyworld.manifest"),
+        log:
+            f"{RESULTS}/logs/toy_sequences.log",
+        shell:
+            "eventspec toy-sequences --config-json {params.cfg:q}"
+            " --out {output.root} --manifest {output.manifest} --workers {threads} 2> {log}"
+
+
+rule prepare_samples:
+    input:
+        data_inputs(),
+    output:
+        store=directory(sample_store("{split}")),
+        digest=sample_digest("{split}"),
+    params:
+        cfg=config_json("data", "samples"),
+        code=code_digest("samples"),
+    log:
+        f"{RESULTS}/logs/prepare_samples_{{split}}.log",
+    shell:
+        "eventspec prepare-samples --config-json {params.cfg:q} --split {wildcards.split}"
+        " --out {output.store} --digest {output.digest} 2> {log}"
