@@ -14,6 +14,7 @@ validate(config, "xsd/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/extract.smk"
 
 
 rule all:

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import config as config_mod
 from .config import ConfigError
 from .dsec import DataError
+from .extract import ExtractionError
 from .models.loading import ModelLoadError
 from .store import StoreError
 
@@ -54,6 +55,31 @@ def cmd_extract_lm_head(args) -> None:
 
     cfg = _config(args)
     extract_lm_head(cfg["models"]["verifier"], args.out)
+
+
+def cmd_extract(args) -> None:
+    from .extract import extract_features
+
+    cfg = _config(args)
+    ex = cfg["extract"]
+    for flag, key in (("max_samples", "max_samples"), ("max_questions", "max_questions"),
+                      ("max_new_tokens", "max_new_tokens"), ("chunk_size", "batch_size")):
+        if getattr(args, flag) is not None:
+            ex[key] = getattr(args, flag)
+    if args.quant is not None:
+        for model in cfg["models"].values():
+            model["quant"] = args.quant
+    config_mod.validate(cfg, "command line")
+    shard = (args.shard, args.shards or ex["shards"])
+    extract_features(cfg, args.split, args.samples, args.samples_digest, args.out, shard, args.resume)
+
+
+def cmd_gather(args) -> None:
+    from .digest import write_digest
+    from .extract import gather_features
+
+    out = gather_features(args.parts, args.out)
+    write_digest(out, args.digest)
 
 
 def cmd_digest(args) -> None:
@@ -100,6 +126,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_extract_lm_head)
 
+    p = sub.add_parser("extract", help="Stage 1: paired hidden states of one split (or one shard of it)")
+    _add_config_args(p)
+    p.add_argument("--split", required=True, choices=["train", "test"])
+    p.add_argument("--samples", required=True, help="sample store of the split")
+    p.add_argument("--samples-digest", required=True, help="its digest JSON (the store must match it)")
+    p.add_argument("--out", required=True, help="feature store to write (.zarr)")
+    p.add_argument("--shard", type=int, default=0, help="which shard of the split this job extracts")
+    p.add_argument("--shards", type=int, help="number of shards (default: extract.shards)")
+    p.add_argument("--resume", action="store_true", help="continue from the rows a killed run committed")
+    p.add_argument("--quant", choices=["none", "4bit", "8bit"], help="override models.*.quant")
+    p.add_argument("--max_samples", type=int, help="override extract.max_samples")
+    p.add_argument("--max_questions", type=int, help="override extract.max_questions")
+    p.add_argument("--max_new_tokens", type=int, help="override extract.max_new_tokens")
+    p.add_argument("--chunk_size", type=int, help="override extract.batch_size (rows per committed shard)")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("gather", help="concatenate shard feature stores into one")
+    p.add_argument("parts", nargs="+", help="shard stores, in order")
+    p.add_argument("--out", required=True)
+    p.add_argument("--digest", required=True)
+    p.set_defaults(func=cmd_gather)
+
     p = sub.add_parser("digest", help="write the digest JSON of a store")
     p.add_argument("store")
     p.add_argument("out")
@@ -114,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         args.config = str(default)
     try:
         args.func(args)
-    except (ConfigError, DataError, ModelLoadError, StoreError) as err:
+    except (ConfigError, DataError, ExtractionError, ModelLoadError, StoreError) as err:
         print(f"eventspec {args.stage}: error: {err}", file=sys.stderr)
         return 2
     return 0

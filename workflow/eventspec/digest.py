@@ -37,7 +37,6 @@ def store_digest(path: str | Path) -> dict:
     group, n = open_committed(path)
     arrays = {name: array_sha256(array, n) for name, array in sorted(group.arrays())}
     return {
-        "store": Path(path).name,
         "n_committed": n,
         "arrays": arrays,
         "config": group.attrs.get("identity", {}),

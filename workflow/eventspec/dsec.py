@@ -60,8 +60,8 @@ class EventSlicer:
         n = len(self._t)
         if not (len(self._x) == len(self._y) == len(self._p) == n):
             raise DataError(f"{self.path}: events/x,y,p,t have different lengths")
-        self.t_first = self.t_offset + int(self._t[0]) if n else self.t_offset
-        self.t_last = self.t_offset + int(self._t[-1]) if n else self.t_offset
+        self.t_covered = self.t_offset + 1000 * max(len(self.ms_to_idx) - 1, 0)
+        """End of the recording as ``ms_to_idx`` spans it (DSEC writes one entry per recorded ms)."""
 
     def close(self) -> None:
         self._h5.close()
@@ -163,13 +163,15 @@ class Sequence:
 
     @property
     def t_start(self) -> int:
-        """First instant covered by both events and frames."""
-        return max(int(self.frame_timestamps[0]), self.events.t_first)
+        """First instant covered by both frames and the event recording."""
+        return max(int(self.frame_timestamps[0]), self.events.t_offset)
 
     @property
     def t_end(self) -> int:
-        """Last instant covered by both events and frames."""
-        return min(int(self.frame_timestamps[-1]), self.events.t_last)
+        """End of the time covered by both frames (the last lasts one frame period) and the event recording."""
+        ts = self.frame_timestamps
+        end = int(ts[-1] + (np.median(np.diff(ts)) if len(ts) > 1 else 0))
+        return min(end, self.events.t_covered)
 
 
 def read_timestamps(path: Path) -> np.ndarray:

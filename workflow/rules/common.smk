@@ -11,6 +11,7 @@ SPLITS = ["train", "test"]
 
 wildcard_constraints:
     split="|".join(SPLITS),
+    shard=r"\d+",
 
 
 def config_json(*sections):
@@ -44,5 +45,20 @@ def sample_digest(split):
     return f"{RESULTS}/samples/{split}.digest.json"
 
 
+def feature_part(split, shard):
+    return f"{RESULTS}/features/{split}.part{shard}.zarr"
+
+
+def feature_store(split):
+    return f"{RESULTS}/features/{split}.zarr"
+
+
+def feature_digest(split):
+    return f"{RESULTS}/features/{split}.digest.json"
+
+
 def all_targets():
-    return [sample_digest(s) for s in SPLITS] + [f"{RESULTS}/models/verifier_lm_head.safetensors"]
+    targets = [feature_digest(s) for s in SPLITS] + [f"{RESULTS}/models/verifier_lm_head.safetensors"]
+    if config["data"]["source"] == "toy":
+        targets.append(f"{RESULTS}/models/toy_eval.json")
+    return targets

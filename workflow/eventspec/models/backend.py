@@ -169,7 +169,8 @@ def teacher_forced_hidden(backend: Backend, inputs: PrefillInputs, tokens: torch
     model that produced ``tokens`` had seen when it produced token t.
     """
     state = backend.prefill(inputs)
+    first = state.hidden[:, None]
     if tokens.shape[1] <= 1:
-        return state.hidden[:, None].float().cpu()[:, : tokens.shape[1]]
+        return first.float().cpu()[:, : tokens.shape[1]]
     hidden, _ = backend.forward(tokens[:, :-1], state)
-    return torch.cat([state.hidden[:, None], hidden], dim=1).float().cpu()
+    return torch.cat([first, hidden], dim=1).float().cpu()

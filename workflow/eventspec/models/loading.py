@@ -15,6 +15,11 @@ from transformers import BitsAndBytesConfig
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 QUANT_MODES = ("none", "4bit", "8bit")
+KEEP_UNQUANTIZED = ["lm_head"] + [
+    rf".*{module}" for module in ("video_tower", "image_tower", "multi_modal_projector", "visual_tower", "visual_projector", "feature_adaptor")
+]
+"""Only the LLM is quantised: vision towers, projectors and the LM head (which drafting and
+the offline metrics read directly) keep the compute dtype."""
 
 
 class ModelLoadError(ValueError):
@@ -48,8 +53,13 @@ def quantization_config(quant: str, compute_dtype: torch.dtype) -> BitsAndBytesC
     except ImportError as err:
         raise ModelLoadError(f"quant {quant!r} needs bitsandbytes, which does not import here ({err})") from err
     if quant == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)
-    return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=compute_dtype,
+            llm_int8_skip_modules=KEEP_UNQUANTIZED,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=KEEP_UNQUANTIZED)
 
 
 def load_model(model_class, path: str | Path, dtype: str, quant: str, device: str, **kwargs):

@@ -43,7 +43,7 @@ class ToySplit:
     @classmethod
     def read(cls, path: str | Path) -> "ToySplit":
         group, n = store.open_committed(path)
-        answers = np.asarray(group["answers"][:n]).astype(str)
+        answers = np.asarray(group["answers"][:n]).astype(object)
         if (answers == "").any():
             raise ValueError(f"{path}: toy models need reference answers for every question (toy question set)")
         return cls(np.asarray(group["frames"][:n]), np.asarray(group["event_images"][:n]), group.attrs["questions"], answers)
@@ -184,6 +184,22 @@ def precompute_visual(backend: Backend, images: np.ndarray, batch: int = 64) -> 
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
+VISION_MODULES = ("video_tower", "image_tower", "multi_modal_projector", "visual_tower", "visual_projector", "feature_adaptor")
+
+
+def param_groups(model: torch.nn.Module, lr: float, vision_lr_scale: float) -> list[dict]:
+    """The vision tower and projector learn ``vision_lr_scale`` times faster than the LLM.
+
+    Both start from random weights, but the vision side only gets the small
+    gradient that reaches it back through the LLM's attention, so at the LLM's
+    rate it lags and the LLM settles on the language prior first.
+    """
+    vision, text = [], []
+    for name, param in model.named_parameters():
+        (vision if any(f".{m}." in f".{name}" for m in VISION_MODULES) else text).append(param)
+    return [{"params": text, "lr": lr}, {"params": vision, "lr": lr * vision_lr_scale}]
+
+
 def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
     """Teach ``backend.model`` to answer: cross-entropy on answer tokens, AdamW, warmup + cosine.
 
@@ -197,8 +213,8 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
     n_windows = len(split.answers)
     batch = cfg["batch_windows"]
     total = cfg["epochs"] * math.ceil(n_windows / batch)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.01)
-    warmup = max(1, total // 20)
+    opt = torch.optim.AdamW(param_groups(model, cfg["lr"], cfg["vision_lr_scale"]), weight_decay=0.01)
+    warmup = max(1, round(total * cfg["warmup"]))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / total)))
     )

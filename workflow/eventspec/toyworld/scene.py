@@ -41,6 +41,8 @@ SPEEDS = ("slow", "fast")
 
 REFERENCE_HEIGHT_PX = 72
 """Sprite sizes are given in units of ``height / REFERENCE_HEIGHT_PX`` pixels."""
+OBJECT_SCALE = 1.6
+"""Sprite units per reference pixel: objects large enough for a tiny ViT (16 px patches at 64 px) to see."""
 SUPERSAMPLE = 4
 """Sprite raster pixels per sprite unit."""
 
@@ -494,7 +496,7 @@ def _sample_object(
     direction = str(rng.choice(DIRECTIONS))
     speed = str(rng.choice(SPEEDS))
     sprite = make_sprite(category, color, night)
-    unit_px = height / REFERENCE_HEIGHT_PX
+    unit_px = OBJECT_SCALE * height / REFERENCE_HEIGHT_PX
     if direction in ("left", "right"):
         lane = _take_lane(rng, free_lanes)
         bottom, scale = LANES[lane][0] * height, LANES[lane][1]

@@ -1,0 +1,74 @@
+"""Session fixtures: a tiny toy world with sample stores, and a tiny random verifier/drafter pair.
+
+The models are untrained (random weights): every mechanism under test (greedy
+decoding, caches, hidden-state convention, storage) holds for any weights, and
+building them takes a second instead of minutes.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from eventspec import config as config_mod  # noqa: E402
+
+TINY_MODELS = {
+    "image_size": 32,
+    "vision_hidden": 32,
+    "vision_layers": 1,
+    "llm": {"hidden": 64, "layers": 2, "heads": 2, "intermediate": 128, "max_positions": 512},
+    "verifier": {"patch_size": 8},
+    "drafter": {"patch_size": 16},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """Config + sample stores of a 3-train/2-test-sequence toy world at 64x48."""
+    from eventspec.digest import write_digest
+    from eventspec.samples import prepare_samples
+    from eventspec.toyworld.generate import generate_toy_world
+
+    root = tmp_path_factory.mktemp("world")
+    cfg = config_mod.validate(
+        {
+            "data": {"source": "toy", "root": str(root / "dsec")},
+            "toy": {"seed": 3, "sequences": {"train": 3, "test": 2}, "duration_s": 2, "width": 64, "height": 48},
+            "toy_models": TINY_MODELS,
+        }
+    )
+    generate_toy_world(root / "dsec", cfg["toy"], workers=1)
+    stores = {}
+    for split in ("train", "test"):
+        store = prepare_samples(cfg, split, root / f"{split}.zarr")
+        write_digest(store, root / f"{split}.digest.json")
+        stores[split] = (store, root / f"{split}.digest.json")
+    return cfg, stores
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_world, tmp_path_factory):
+    """Paths of a random tiny verifier and drafter saved like the toy_models rule saves them."""
+    from transformers import VideoLlavaImageProcessor
+
+    from eventspec.models.toy import ToySplit, corpus, tiny_drafter, tiny_verifier
+    from eventspec.models.tokenizer import build_word_tokenizer
+
+    cfg, stores = tiny_world
+    split = ToySplit.read(stores["train"][0])
+    tokenizer = build_word_tokenizer(corpus(split))
+    out = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    size = cfg["toy_models"]["image_size"]
+    verifier = tiny_verifier(tokenizer, cfg["toy_models"], size, split.frames.shape[1])
+    verifier.save_pretrained(out / "verifier")
+    VideoLlavaImageProcessor(
+        size={"height": size, "width": size}, crop_size={"height": size, "width": size}, do_center_crop=False
+    ).save_pretrained(out / "verifier")
+    tiny_drafter(tokenizer, cfg["toy_models"], size, split.event_images.shape[1]).save_pretrained(out / "drafter")
+    for name in ("verifier", "drafter"):
+        tokenizer.save_pretrained(out / name)
+    return {"verifier": out / "verifier", "drafter": out / "drafter"}

@@ -1,0 +1,114 @@
+"""Both backends: greedy decoding equals transformers generate, and the hidden-state convention holds."""
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from eventspec.models.backend import greedy_generate, teacher_forced_hidden
+from eventspec.models.drafter import load_drafter
+from eventspec.models.loading import ModelLoadError
+from eventspec.models.verifier import load_verifier
+
+QUESTIONS = ["What objects are in the scene?", "Is it day or night?", "Describe the scene."]
+
+
+def load(kind, path, **kw):
+    return (load_verifier if kind == "verifier" else load_drafter)(path, **kw)
+
+
+def visual(tiny_world, kind, rows=slice(0, 3)):
+    g = zarr.open_group(tiny_world[1]["test"][0], mode="r")
+    return np.asarray(g["frames" if kind == "verifier" else "event_images"][rows])
+
+
+@pytest.mark.parametrize("kind", ["verifier", "drafter"])
+def test_greedy_equals_transformers_generate(tiny_world, tiny_models, kind):
+    backend = load(kind, tiny_models[kind])
+    inputs = backend.prepare(visual(tiny_world, kind), QUESTIONS)
+    ours = greedy_generate(backend, inputs, 12)
+    ref = backend.model.generate(
+        input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, **inputs.visual,
+        max_new_tokens=12, do_sample=False, pad_token_id=backend.pad_token_id,
+    )[:, inputs.input_ids.shape[1]:]
+    for i in range(len(QUESTIONS)):
+        n = int(ours.lengths[i])
+        assert ours.tokens[i, :n].tolist() == ref[i, :n].tolist()
+
+
+@pytest.mark.parametrize("kind", ["verifier", "drafter"])
+def test_hidden_convention_and_batch_independence(tiny_world, tiny_models, kind):
+    backend = load(kind, tiny_models[kind])
+    images = visual(tiny_world, kind)
+    batch = greedy_generate(backend, backend.prepare(images, QUESTIONS), 10)
+    logits = backend.lm_head(batch.hidden)
+    valid = torch.arange(batch.tokens.shape[1])[None] < batch.lengths[:, None]
+    assert (logits.argmax(-1) == batch.tokens)[valid].all()
+    for i, q in enumerate(QUESTIONS):
+        alone = greedy_generate(backend, backend.prepare(images[i : i + 1], [q]), 10)
+        n = int(alone.lengths[0])
+        assert alone.tokens[0, :n].tolist() == batch.tokens[i, :n].tolist()
+        torch.testing.assert_close(alone.hidden[0, :n], batch.hidden[i, :n], atol=1e-4, rtol=1e-4)
+
+
+def test_crop_and_forward_many_tokens(tiny_world, tiny_models):
+    backend = load("verifier", tiny_models["verifier"])
+    inputs = backend.prepare(visual(tiny_world, "verifier", slice(0, 1)), QUESTIONS[:1])
+    tokens = torch.randint(10, len(backend.tokenizer), (1, 5), generator=torch.Generator().manual_seed(0))
+    state = backend.prefill(inputs)
+    prompt_len = state.length
+    at_once, _ = backend.forward(tokens, state)
+    one_by_one = backend.prefill(inputs)
+    steps = [backend.forward(tokens[:, i : i + 1], one_by_one)[0] for i in range(5)]
+    torch.testing.assert_close(at_once, torch.cat(steps, 1), atol=1e-5, rtol=1e-5)
+    backend.crop(state, prompt_len + 2)
+    assert state.length == prompt_len + 2
+    again, _ = backend.forward(tokens[:, 2:], state)
+    torch.testing.assert_close(again, at_once[:, 2:], atol=1e-5, rtol=1e-5)
+
+
+def test_teacher_forcing_reproduces_own_hidden_states(tiny_world, tiny_models):
+    backend = load("drafter", tiny_models["drafter"])
+    inputs = backend.prepare(visual(tiny_world, "drafter"), QUESTIONS)
+    gen = greedy_generate(backend, inputs, 8)
+    tf = teacher_forced_hidden(backend, inputs, gen.tokens)
+    torch.testing.assert_close(tf, gen.hidden, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("quant", ["4bit", "8bit"])
+@pytest.mark.parametrize("kind", ["verifier", "drafter"])
+def test_quantized_loading_generates(tiny_world, tiny_models, kind, quant):
+    backend = load(kind, tiny_models[kind], quant=quant)
+    assert any("Linear" in type(m).__name__ and ("4bit" in type(m).__name__ or "8bit" in type(m).__name__)
+               for m in backend.model.modules())
+    gen = greedy_generate(backend, backend.prepare(visual(tiny_world, kind, slice(0, 2)), QUESTIONS[:2]), 5)
+    assert gen.tokens.shape == (2, 5) or gen.tokens.shape[0] == 2
+    logits = backend.lm_head(gen.hidden.to(backend.lm_head.weight.dtype))
+    valid = torch.arange(gen.tokens.shape[1])[None] < gen.lengths[:, None]
+    assert (logits.argmax(-1) == gen.tokens)[valid].all()
+
+
+def test_bad_model_paths(tmp_path, tiny_models):
+    with pytest.raises(ModelLoadError, match=r"nope: model directory missing"):
+        load_verifier(tmp_path / "nope")
+    with pytest.raises(ModelLoadError, match=r"architecture 'EventChat_llama', expected 'video_llava'"):
+        load_verifier(tiny_models["drafter"])
+    with pytest.raises(ModelLoadError, match=r"architecture 'video_llava', expected"):
+        load_drafter(tiny_models["verifier"])
+    with pytest.raises(ModelLoadError, match=r"quant: unknown mode '3bit'"):
+        load_verifier(tiny_models["verifier"], quant="3bit")
+
+
+def test_missing_weights_are_named(tmp_path, tiny_models):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "verifier"
+    shutil.copytree(tiny_models["verifier"], broken)
+    weights = load_file(broken / "model.safetensors")
+    dropped = sorted(weights)[0]
+    del weights[dropped]
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=rf"verifier: weights do not match .*missing_keys"):
+        load_verifier(broken)

@@ -1,0 +1,70 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eventspec import config as config_mod
+from eventspec.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_filled():
+    cfg = config_mod.validate({})
+    assert cfg["data"]["source"] == "toy"
+    assert cfg["samples"]["window_ms"] == 1000
+    assert cfg["toy"]["simulator"]["refractory_us"] == 1000
+
+
+@pytest.mark.parametrize(
+    "cfg, key",
+    [
+        ({"samples": {"window_ms": "1s"}}, "samples.window_ms"),
+        ({"toy": {"sequences": {"train": 0}}}, "toy.sequences.train"),
+        ({"data": {"source": "kitti"}}, "data.source"),
+        ({"models": {"verifier": {"quant": "3bit"}}}, "models.verifier.quant"),
+    ],
+)
+def test_wrong_type_names_the_key(cfg, key):
+    with pytest.raises(config_mod.ConfigError, match=f"key '{key}'"):
+        config_mod.validate(cfg)
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(config_mod.ConfigError, match=r"key 'toy'.*'colour' was unexpected"):
+        config_mod.validate({"toy": {"colour": 1}})
+    with pytest.raises(config_mod.ConfigError, match=r"'sampels' was unexpected"):
+        config_mod.validate({"sampels": {}})
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"samples": {"max_questions": 0}}))
+    rc = cli_main(["prepare-samples", "--config", str(bad), "--split", "train", "--out", str(tmp_path / "x.zarr")])
+    assert rc == 2
+    assert "samples.max_questions" in capsys.readouterr().err
+
+
+def snakemake(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize("configfile", [None, "tests/config.test.yaml"])
+def test_snakemake_dry_run(configfile):
+    args = ["-n", "--quiet", "rules"] + (["--configfile", configfile] if configfile else [])
+    res = snakemake(*args)
+    assert res.returncode == 0, res.stderr
+    for rule in ("toy_sequences", "prepare_samples", "toy_models", "extract_lm_head"):
+        assert rule in res.stdout + res.stderr
+
+
+def test_snakemake_rejects_bad_config_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"samples": {"window_ms": "long"}}))
+    res = snakemake("-n", "--configfile", str(bad))
+    assert res.returncode != 0
+    assert "window_ms" in res.stderr + res.stdout
