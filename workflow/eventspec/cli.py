@@ -70,7 +70,7 @@ def cmd_extract(args) -> None:
         for model in cfg["models"].values():
             model["quant"] = args.quant
     config_mod.validate(cfg, "command line")
-    shard = (args.shard, args.shards or ex["shards"])
+    shard = (args.shard, args.shards)
     extract_features(cfg, args.split, args.samples, args.samples_digest, args.out, shard, args.resume)
 
 
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-digest", required=True, help="its digest JSON (the store must match it)")
     p.add_argument("--out", required=True, help="feature store to write (.zarr)")
     p.add_argument("--shard", type=int, default=0, help="which shard of the split this job extracts")
-    p.add_argument("--shards", type=int, help="number of shards (default: extract.shards)")
+    p.add_argument("--shards", type=int, default=1, help="number of shards the split is cut into (default 1: all of it)")
     p.add_argument("--resume", action="store_true", help="continue from the rows a killed run committed")
     p.add_argument("--quant", choices=["none", "4bit", "8bit"], help="override models.*.quant")
     p.add_argument("--max_samples", type=int, help="override extract.max_samples")
