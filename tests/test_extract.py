@@ -22,7 +22,7 @@ from eventspec.features import FeatureStore
 from eventspec.models.verifier import load_verifier
 from eventspec.store import StoreError, partial_path
 
-EXTRACT = {"max_new_tokens": 12, "batch_size": 4, "max_questions": 3}
+EXTRACT = {"max_new_tokens": 12, "batch_size": 4, "write_rows": 8, "chunk_rows": 4, "max_questions": 3}
 
 
 def extraction_config(tiny_models, **extract):
@@ -49,7 +49,7 @@ def test_store_layout_and_reader(reference, tiny_world):
     n = g.attrs["n_committed"]
     assert n == n_windows * 3
     assert g["verifier_hidden"].shape == (n, 12, 64) and g["verifier_hidden"].dtype == np.float16
-    assert g["verifier_hidden"].shards[0] == 4
+    assert g["verifier_hidden"].shards[0] == 8 and g["verifier_hidden"].chunks[0] == 4
     assert g.attrs["logical_dtype"] == "float16"
     np.testing.assert_array_equal(g["question_id"][:6], [0, 1, 2, 0, 1, 2])
     np.testing.assert_array_equal(g["sample_id"][:6], [0, 0, 0, 1, 1, 1])
@@ -57,7 +57,7 @@ def test_store_layout_and_reader(reference, tiny_world):
     batches = list(store.batches(batch_size=5, teacher_forced=True, shuffle=True, seed=0))
     assert sum(b.drafter.shape[0] for b in batches) == n
     b = batches[0]
-    assert b.drafter.dtype == torch.float32 and b.mask.dtype == torch.bool
+    assert b.drafter.dtype == torch.float16 and b.mask.dtype == torch.bool
     assert (b.verifier[~b.mask] == 0).all()
     free = next(store.batches(batch_size=n, teacher_forced=False))
     lengths = np.minimum(g["verifier_len"][:], g["drafter_len"][:])
@@ -128,7 +128,7 @@ def committed(out: Path) -> int:
 
 def test_sigkill_and_resume_gives_the_uninterrupted_digest(tiny_world, tiny_models, tmp_path):
     samples, digest = tiny_world[1]["test"]
-    cfg = extraction_config(tiny_models, batch_size=2, max_new_tokens=16, max_questions=10)
+    cfg = extraction_config(tiny_models, batch_size=2, write_rows=2, chunk_rows=2, max_new_tokens=16, max_questions=10)
     reference = extract_features(cfg, "test", samples, digest, tmp_path / "ref.zarr")
     total = zarr.open_group(reference, mode="r").attrs["n_committed"]
     out = tmp_path / "killed.zarr"
@@ -174,6 +174,12 @@ def test_sample_store_from_another_config_is_refused(tiny_world, tiny_models, tm
         extract_features(extraction_config(tiny_models), "test", samples, train_digest, tmp_path / "x.zarr")
 
 
+def test_write_rows_must_be_whole_batches(tiny_world, tiny_models, tmp_path):
+    samples, digest = tiny_world[1]["test"]
+    with pytest.raises(config_mod.ConfigError, match=r"extract.write_rows \(6\) must be a multiple of extract.batch_size \(4\)"):
+        extract_features(extraction_config(tiny_models, write_rows=6, chunk_rows=2), "test", samples, digest, tmp_path / "x.zarr")
+
+
 def test_unwritable_output_is_named(tiny_world, tiny_models, tmp_path):
     samples, digest = tiny_world[1]["test"]
     (tmp_path / "file").write_text("not a directory")
@@ -196,7 +202,7 @@ def test_full_disk_keeps_committed_rows_readable(tiny_world, tiny_models, small_
     samples, digest = tiny_world[1]["test"]
     out = small_disk / "full.zarr"
     with pytest.raises(StoreError, match=r"write failed at rows \d+:\d+ .* the first \d+ rows stay committed"):
-        extract_features(extraction_config(tiny_models, batch_size=2), "test", samples, digest, out)
+        extract_features(extraction_config(tiny_models, batch_size=2, write_rows=2, chunk_rows=2), "test", samples, digest, out)
     part = partial_path(out)
     n = committed(out)
     assert n > 0

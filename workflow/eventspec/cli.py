@@ -82,6 +82,17 @@ def cmd_gather(args) -> None:
     write_digest(out, args.digest)
 
 
+def cmd_bench_store(args) -> None:
+    import json
+
+    from .bench_store import bench_store, format_result
+
+    result = bench_store(args.features, args.work_dir, args.chunk_size, args.batch_size, args.repeats, args.max_rows)
+    print(format_result(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
 def cmd_digest(args) -> None:
     from .digest import write_digest
 
@@ -147,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--digest", required=True)
     p.set_defaults(func=cmd_gather)
+
+    p = sub.add_parser("bench-store", help="bytes and read throughput: our feature store vs the seeds' layout")
+    p.add_argument("features", help="a feature store to take the features from")
+    p.add_argument("--work-dir", default="results/bench_store", help="where both layouts are written")
+    p.add_argument("--chunk_size", type=int, default=1000, help="samples per seeds chunk file")
+    p.add_argument("--batch-size", type=int, default=64, help="training batch size for the read pass")
+    p.add_argument("--repeats", type=int, default=3, help="read passes per layout (best is kept)")
+    p.add_argument("--max-rows", type=int, help="use only the first rows of the store")
+    p.add_argument("--json", help="also write the result as JSON")
+    p.set_defaults(func=cmd_bench_store)
 
     p = sub.add_parser("digest", help="write the digest JSON of a store")
     p.add_argument("store")

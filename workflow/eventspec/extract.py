@@ -24,11 +24,14 @@ import torch
 from tqdm import tqdm
 
 from . import store
+from .config import ConfigError
 from .digest import read_digest
 from .models.backend import Backend, greedy_generate, teacher_forced_hidden
 from .models.drafter import load_drafter
 from .models.verifier import load_verifier
 
+WHOLE_SHARD = 1 << 30
+"""Chunk rows meaning "one chunk per shard" (store.open_for_writing caps chunks at the shard size)."""
 STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32, "bfloat16": np.uint16}
 
 
@@ -71,11 +74,16 @@ def to_storage(hidden: torch.Tensor, dtype: str) -> np.ndarray:
     return hidden.numpy().astype(STORAGE_DTYPES[dtype])
 
 
+def stored_tensor(values: np.ndarray, logical_dtype: str) -> torch.Tensor:
+    """Stored array -> tensor in its logical dtype, without copying (bfloat16 from its uint16 bits)."""
+    if logical_dtype == "bfloat16":
+        return torch.from_numpy(values.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(values)
+
+
 def from_storage(values: np.ndarray, logical_dtype: str) -> torch.Tensor:
     """Stored array -> float32 tensor."""
-    if logical_dtype == "bfloat16":
-        return torch.from_numpy(values.view(np.int16)).view(torch.bfloat16).float()
-    return torch.from_numpy(np.asarray(values, dtype=np.float32))
+    return stored_tensor(values, logical_dtype).float()
 
 
 def padded(x: torch.Tensor, length: int, value=0) -> torch.Tensor:
@@ -114,6 +122,31 @@ def check_lm_head_invariant(backend: Backend, hidden: torch.Tensor, tokens: torc
         raise ExtractionError(f"hidden-state convention broken for sample {int(sample_ids[i])}: lm_head(h) != token")
 
 
+def extract_rows(verifier: Backend, drafter: Backend, samples, questions: list[str], w: np.ndarray, q: np.ndarray, ex: dict) -> dict:
+    """Store rows of one batch of pairs (windows ``w``, question indices ``q``), checked before storage."""
+    order = np.argsort(w, kind="stable")
+    restore = np.argsort(order)
+    frames = np.asarray(samples["frames"].get_orthogonal_selection((w[order],)))[restore]
+    events = np.asarray(samples["event_images"].get_orthogonal_selection((w[order],)))[restore]
+    batch = extract_batch(verifier, drafter, frames, events, [questions[i] for i in q], ex["max_new_tokens"])
+    raw = batch.pop("_raw_verifier")
+    check_finite("verifier", batch["verifier_hidden"], batch["verifier_len"], w, q)
+    check_finite("drafter", batch["drafter_hidden"], batch["drafter_len"], w, q)
+    check_finite("drafter (teacher-forced)", batch["drafter_hidden_tf"], batch["verifier_len"], w, q)
+    check_lm_head_invariant(verifier, raw.hidden, raw.tokens, raw.lengths, w)
+    return {
+        "verifier_hidden": to_storage(batch["verifier_hidden"], ex["dtype"]),
+        "drafter_hidden": to_storage(batch["drafter_hidden"], ex["dtype"]),
+        "drafter_hidden_tf": to_storage(batch["drafter_hidden_tf"], ex["dtype"]),
+        "verifier_tokens": batch["verifier_tokens"].numpy().astype(np.int32),
+        "drafter_tokens": batch["drafter_tokens"].numpy().astype(np.int32),
+        "sample_id": w.astype(np.int32),
+        "question_id": q.astype(np.int32),
+        "verifier_len": batch["verifier_len"].numpy().astype(np.int32),
+        "drafter_len": batch["drafter_len"].numpy().astype(np.int32),
+    }
+
+
 def extract_batch(verifier: Backend, drafter: Backend, frames, event_images, questions, max_new_tokens: int):
     """One batch of pairs: tokens, lengths and the three hidden-state tensors (float32, padded to T)."""
     T = max_new_tokens
@@ -141,12 +174,12 @@ def feature_layout(T: int, dv: int, dd: int, dtype: str, chunk_rows: int) -> dic
         "verifier_hidden": spec((T, dv), hidden_dtype, chunk_rows),
         "drafter_hidden": spec((T, dd), hidden_dtype, chunk_rows),
         "drafter_hidden_tf": spec((T, dd), hidden_dtype, chunk_rows),
-        "verifier_tokens": spec((T,), np.int32, 64),
-        "drafter_tokens": spec((T,), np.int32, 64),
-        "sample_id": spec((), np.int32, 64),
-        "question_id": spec((), np.int32, 64),
-        "verifier_len": spec((), np.int32, 64),
-        "drafter_len": spec((), np.int32, 64),
+        "verifier_tokens": spec((T,), np.int32, WHOLE_SHARD),
+        "drafter_tokens": spec((T,), np.int32, WHOLE_SHARD),
+        "sample_id": spec((), np.int32, WHOLE_SHARD),
+        "question_id": spec((), np.int32, WHOLE_SHARD),
+        "verifier_len": spec((), np.int32, WHOLE_SHARD),
+        "drafter_len": spec((), np.int32, WHOLE_SHARD),
     }
 
 
@@ -195,9 +228,14 @@ def extract_features(
     verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"])
     drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"])
     T = ex["max_new_tokens"]
+    if ex["write_rows"] % ex["batch_size"] or ex["write_rows"] % ex["chunk_rows"]:
+        raise ConfigError(
+            f"extract.write_rows ({ex['write_rows']}) must be a multiple of extract.batch_size ({ex['batch_size']}) "
+            f"and of extract.chunk_rows ({ex['chunk_rows']})"
+        )
     layout = feature_layout(T, verifier.hidden_size, drafter.hidden_size, ex["dtype"], ex["chunk_rows"])
     attrs = identity(cfg, split, digest) | {"shard": list(shard)}
-    features = store.open_for_writing(out, layout, attrs, ex["batch_size"], resume)
+    features = store.open_for_writing(out, layout, attrs, ex["write_rows"], resume)
     features.attrs.update(
         {
             "logical_dtype": ex["dtype"],
@@ -208,31 +246,14 @@ def extract_features(
     )
     done = store.n_committed(features)
     bar = tqdm(total=len(plan.windows), initial=done, desc=f"extract[{split} {shard[0]}/{shard[1]}]", unit="pair")
+    pending: list[dict] = []
     for start in range(done, len(plan.windows), plan.batch_size):
         rows = slice(start, start + plan.batch_size)
-        w, q = plan.windows[rows], plan.questions[rows]
-        order = np.argsort(w, kind="stable")
-        frames = np.asarray(group["frames"].get_orthogonal_selection((w[order],)))[np.argsort(order)]
-        events = np.asarray(group["event_images"].get_orthogonal_selection((w[order],)))[np.argsort(order)]
-        batch = extract_batch(verifier, drafter, frames, events, [questions[i] for i in q], T)
-        raw = batch.pop("_raw_verifier")
-        check_finite("verifier", batch["verifier_hidden"], batch["verifier_len"], w, q)
-        check_finite("drafter", batch["drafter_hidden"], batch["drafter_len"], w, q)
-        check_finite("drafter (teacher-forced)", batch["drafter_hidden_tf"], batch["verifier_len"], w, q)
-        check_lm_head_invariant(verifier, raw.hidden, raw.tokens, raw.lengths, w)
-        rows_out = {
-            "verifier_hidden": to_storage(batch["verifier_hidden"], ex["dtype"]),
-            "drafter_hidden": to_storage(batch["drafter_hidden"], ex["dtype"]),
-            "drafter_hidden_tf": to_storage(batch["drafter_hidden_tf"], ex["dtype"]),
-            "verifier_tokens": batch["verifier_tokens"].numpy().astype(np.int32),
-            "drafter_tokens": batch["drafter_tokens"].numpy().astype(np.int32),
-            "sample_id": w.astype(np.int32),
-            "question_id": q.astype(np.int32),
-            "verifier_len": batch["verifier_len"].numpy().astype(np.int32),
-            "drafter_len": batch["drafter_len"].numpy().astype(np.int32),
-        }
-        store.append_rows(features, rows_out)
-        bar.update(len(w))
+        pending.append(extract_rows(verifier, drafter, group, questions, plan.windows[rows], plan.questions[rows], ex))
+        bar.update(len(pending[-1]["sample_id"]))
+        if sum(len(p["sample_id"]) for p in pending) >= ex["write_rows"] or rows.stop >= len(plan.windows):
+            store.append_rows(features, {name: np.concatenate([p[name] for p in pending]) for name in layout})
+            pending = []
     bar.close()
     return store.finish(out)
 

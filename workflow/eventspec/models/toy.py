@@ -13,7 +13,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +200,19 @@ def param_groups(model: torch.nn.Module, lr: float, vision_lr_scale: float) -> l
     return [{"params": text, "lr": lr}, {"params": vision, "lr": lr * vision_lr_scale}]
 
 
+MIRRORED_WORDS = {"left": "right", "right": "left"}
+
+
+def mirrored(images: np.ndarray, split: ToySplit) -> tuple[np.ndarray, ToySplit]:
+    """The windows seen in a mirror: images flipped left-right, and "left" and "right" swapped in the answers.
+
+    A mirrored road scene is as plausible as the original, so this doubles the
+    scenes the vision tower learns from at no generation cost.
+    """
+    swap = np.vectorize(lambda a: " ".join(MIRRORED_WORDS.get(w, w) for w in a.split(" ")), otypes=[object])
+    return np.ascontiguousarray(images[:, :, :, ::-1]), replace(split, answers=swap(split.answers))
+
+
 def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
     """Teach ``backend.model`` to answer: cross-entropy on answer tokens, AdamW, warmup + cosine.
 
@@ -208,8 +221,8 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
     itself only), so the visual tokens are processed once per window.
     """
     model = backend.model.train()
-    visual = precompute_visual(backend, images)
-    text = PackedText.encode(backend, split)
+    views = [(images, split), mirrored(images, split)] if cfg["mirror"] else [(images, split)]
+    views = [(precompute_visual(backend, im), PackedText.encode(backend, sp)) for im, sp in views]
     n_windows = len(split.answers)
     batch = cfg["batch_windows"]
     total = cfg["epochs"] * math.ceil(n_windows / batch)
@@ -224,6 +237,7 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
     for epoch in range(cfg["epochs"]):
         losses = []
         for windows in np.array_split(rng.permutation(n_windows), math.ceil(n_windows / batch)):
+            visual, text = views[rng.integers(len(views))]
             ids, mask, positions, labels = collate_packed(text, windows, backend.pad_token_id)
             vis = {k: v[windows] for k, v in visual.items()}
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, **vis).logits

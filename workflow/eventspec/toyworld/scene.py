@@ -450,14 +450,19 @@ def _street_lamps(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.
 def sample_scene(
     rng: np.random.Generator, width: int, height: int, duration_s: float, night_fraction: float, max_objects: int
 ) -> Scene:
-    """A random scene: day or night, and 0..max_objects objects entering at staggered times."""
+    """A random scene: day or night, and 0..max_objects objects entering at staggered times.
+
+    Objects are numbered in the order they pass (object i is mid-path in the
+    i-th share of the sequence), so answers that list several objects list
+    them in an order the frames show rather than in a random one.
+    """
     night = bool(rng.random() < night_fraction)
     background = render_background(rng, width, height, night)
     n_objects = _sample_object_count(rng, max_objects)
     categories = _distinct_choices(rng, CATEGORIES, n_objects)
     colors = _distinct_choices(rng, tuple(COLORS), n_objects)
     free_lanes = list(range(len(LANES)))
-    slots = rng.permutation(n_objects)
+    slots = np.arange(n_objects)
     objects = tuple(
         _sample_object(rng, i, categories[i], colors[i], width, height, night, free_lanes, slot_s)
         for i, slot_s in enumerate(_time_slots(duration_s, slots))
