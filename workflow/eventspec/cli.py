@@ -58,6 +58,8 @@ def cmd_extract_lm_head(args) -> None:
 
 
 def cmd_extract(args) -> None:
+    import torch
+
     from .extract import extract_features
 
     cfg = _config(args)
@@ -71,6 +73,7 @@ def cmd_extract(args) -> None:
             model["quant"] = args.quant
     config_mod.validate(cfg, "command line")
     shard = (args.shard, args.shards)
+    torch.set_num_threads(args.threads)
     extract_features(cfg, args.split, args.samples, args.samples_digest, args.out, shard, args.resume)
 
 
@@ -146,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=int, default=0, help="which shard of the split this job extracts")
     p.add_argument("--shards", type=int, default=1, help="number of shards the split is cut into (default 1: all of it)")
     p.add_argument("--resume", action="store_true", help="continue from the rows a killed run committed")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.add_argument("--quant", choices=["none", "4bit", "8bit"], help="override models.*.quant")
     p.add_argument("--max_samples", type=int, help="override extract.max_samples")
     p.add_argument("--max_questions", type=int, help="override extract.max_questions")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .schemas import write_json
 from .store import open_committed
 
 ROWS_PER_READ = 256
@@ -60,14 +61,11 @@ def tree_sha256(root: str | Path) -> dict[str, str]:
 def write_manifest(out: str | Path, trees: dict[str, str | Path], config: dict) -> dict:
     """A manifest of generated directories: per-file sha256 plus the config that made them."""
     content = {"config": config, "trees": {name: tree_sha256(path) for name, path in trees.items()}}
-    Path(out).write_text(json.dumps(content, indent=1, sort_keys=True) + "\n")
-    return content
+    return write_json(out, content, "manifest", indent=1)
 
 
 def write_digest(store: str | Path, out: str | Path) -> dict:
-    digest = store_digest(store)
-    Path(out).write_text(json.dumps(digest, indent=2, sort_keys=True) + "\n")
-    return digest
+    return write_json(out, store_digest(store), "digest")
 
 
 def read_digest(path: str | Path) -> dict:

@@ -14,7 +14,8 @@ rule extract_features:
     shell:
         "eventspec extract --config-json {params.cfg:q} --split {wildcards.split}"
         " --samples {params.samples} --samples-digest {input.samples}"
-        " --shard {wildcards.shard} --shards {params.shards} --resume --out {output} 2> {log}"
+        " --shard {wildcards.shard} --shards {params.shards} --resume --threads {threads}"
+        " --out {output} 2> {log}"
 
 
 rule gather_features:

@@ -63,6 +63,9 @@ EMPTY_SCENE_PROBABILITY = 0.05
 VISIBLE_FRACTION = 0.5
 """An object counts as visible when at least this share of it is inside the image (and not faded)."""
 
+STREET_SEED = 7
+"""Every sequence is filmed by the same fixed camera on the same street: one background layout, lit for day or night."""
+
 ROAD_TOP, ROAD_BOTTOM = 0.50, 0.90
 LANE_MARKINGS = (0.66, 0.78)
 HORIZON = 0.40
@@ -450,14 +453,14 @@ def _street_lamps(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.
 def sample_scene(
     rng: np.random.Generator, width: int, height: int, duration_s: float, night_fraction: float, max_objects: int
 ) -> Scene:
-    """A random scene: day or night, and 0..max_objects objects entering at staggered times.
+    """A random scene on the one street: day or night, and 0..max_objects objects entering at staggered times.
 
     Objects are numbered in the order they pass (object i is mid-path in the
     i-th share of the sequence), so answers that list several objects list
     them in an order the frames show rather than in a random one.
     """
     night = bool(rng.random() < night_fraction)
-    background = render_background(rng, width, height, night)
+    background = render_background(np.random.default_rng(STREET_SEED), width, height, night)
     n_objects = _sample_object_count(rng, max_objects)
     categories = _distinct_choices(rng, CATEGORIES, n_objects)
     colors = _distinct_choices(rng, tuple(COLORS), n_objects)
