@@ -112,3 +112,68 @@ def test_missing_weights_are_named(tmp_path, tiny_models):
     save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ModelLoadError, match=rf"verifier: weights do not match .*missing_keys"):
         load_verifier(broken)
+
+
+@pytest.fixture(scope="module")
+def tiny_llava_drafter(tiny_models, tmp_path_factory):
+    """An HF Llava checkpoint as drafter, sharing the toy tokenizer."""
+    from transformers import AutoTokenizer, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["drafter"])
+    vision = CLIPVisionConfig(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
+                              num_hidden_layers=1, num_attention_heads=2)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-1, image_seq_length=16)
+    torch.manual_seed(1)
+    out = tmp_path_factory.mktemp("llava") / "drafter"
+    LlavaForConditionalGeneration(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    CLIPImageProcessorPil(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32},
+                          do_center_crop=False).save_pretrained(out)
+    return out
+
+
+def test_llava_checkpoint_as_drafter(tiny_world, tiny_llava_drafter):
+    from eventspec.models.drafter import LlavaDrafterBackend
+
+    backend = load_drafter(tiny_llava_drafter)
+    assert isinstance(backend, LlavaDrafterBackend) and backend.num_visual_tokens == 16
+    inputs = backend.prepare(visual(tiny_world, "drafter"), QUESTIONS)
+    ours = greedy_generate(backend, inputs, 8)
+    ref = backend.model.generate(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, **inputs.visual,
+                                 max_new_tokens=8, do_sample=False, pad_token_id=backend.pad_token_id)
+    ref = ref[:, inputs.input_ids.shape[1]:]
+    for i in range(len(QUESTIONS)):
+        n = int(ours.lengths[i])
+        assert ours.tokens[i, :n].tolist() == ref[i, :n].tolist()
+
+
+def test_overlay_keeps_latest_event_colour():
+    from eventspec.models.drafter import overlay_event_chunks
+
+    chunks = np.full((1, 3, 2, 2, 3), 255, dtype=np.uint8)
+    chunks[0, 0, 0, 0] = (0, 0, 255)
+    chunks[0, 2, 0, 0] = (255, 0, 0)
+    chunks[0, 1, 1, 1] = (0, 0, 255)
+    out = overlay_event_chunks(chunks)[0]
+    assert tuple(out[0, 0]) == (255, 0, 0) and tuple(out[1, 1]) == (0, 0, 255) and tuple(out[0, 1]) == (255, 255, 255)
+
+
+def test_lm_head_stage_writes_verifier_head(tiny_models, tmp_path):
+    from safetensors import safe_open
+
+    from eventspec.lm_head import extract_lm_head
+
+    cfg = {"path": str(tiny_models["verifier"]), "dtype": "float32", "quant": "none", "device": "cpu"}
+    extract_lm_head(cfg, tmp_path / "head.safetensors")
+    backend = load_verifier(tiny_models["verifier"])
+    with safe_open(tmp_path / "head.safetensors", "pt") as f:
+        meta = f.metadata()
+        weight = f.get_tensor("weight")
+    assert weight.dtype == torch.float32
+    assert (int(meta["vocab_size"]), int(meta["hidden_size"])) == tuple(backend.lm_head.weight.shape)
+    torch.testing.assert_close(weight, backend.lm_head.weight)
