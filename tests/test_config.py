@@ -55,10 +55,10 @@ def snakemake(*args, cwd=ROOT):
 
 @pytest.mark.parametrize("configfile", [None, "tests/config.test.yaml"])
 def test_snakemake_dry_run(configfile):
-    args = ["-n", "--quiet", "rules"] + (["--configfile", configfile] if configfile else [])
+    args = ["-n", "--forceall", "--quiet", "rules"] + (["--configfile", configfile] if configfile else [])
     res = snakemake(*args)
     assert res.returncode == 0, res.stderr
-    for rule in ("toy_sequences", "prepare_samples", "toy_models", "extract_lm_head"):
+    for rule in ("toy_sequences", "prepare_samples", "toy_models", "extract_lm_head", "extract_features", "gather_features"):
         assert rule in res.stdout + res.stderr
 
 

@@ -164,8 +164,11 @@ def load_question_set(name: str, max_questions: int) -> list[Question]:
     return questions[:max_questions]
 
 
+CATEGORY_ORDER = ("car", "truck", "pedestrian", "cyclist")
+
+
 def window_ground_truth(gt: dict, t_start_us: int, t_end_us: int) -> dict:
-    """Ground truth of one window: the objects visible in at least half its frames."""
+    """Ground truth of one window: the objects visible in at least half its frames, listed by category."""
     frames = [f for f in gt["frames"] if t_start_us <= f["t_us"] < t_end_us]
     counts: dict[int, int] = {}
     for f in frames:
@@ -174,8 +177,12 @@ def window_ground_truth(gt: dict, t_start_us: int, t_end_us: int) -> dict:
     visible = {oid for oid, c in counts.items() if 2 * c >= max(len(frames), 1)}
     return {
         "time_of_day": gt["time_of_day"],
-        "objects": [o for o in gt["objects"] if o["id"] in visible],
+        "objects": sorted((o for o in gt["objects"] if o["id"] in visible), key=lambda o: _category_rank(o["category"])),
     }
+
+
+def _category_rank(category: str) -> int:
+    return CATEGORY_ORDER.index(category) if category in CATEGORY_ORDER else len(CATEGORY_ORDER)
 
 
 def answers(questions: list[Question], window_gt: dict | None) -> list[str]:

@@ -89,6 +89,10 @@ class Backend:
         """The model's visual keyword arguments for a batch of uint8 images [B, N, H, W, 3]."""
         raise NotImplementedError
 
+    def encode_visual(self, visual: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The visual tokens [B, n, D] (LLM space) that replace the placeholders, from ``visual_inputs``."""
+        raise NotImplementedError
+
     def prepare(self, visual: np.ndarray, questions: list[str]) -> PrefillInputs:
         """Left-padded inputs for B (window, question) pairs."""
         enc = self.tokenizer([self.prompt(q) for q in questions], return_tensors="pt", padding=True)

@@ -29,6 +29,10 @@ class DrafterBackend(Backend):
     def visual_inputs(self, event_images: np.ndarray) -> dict[str, torch.Tensor]:
         return {"event_pixel_values": event_pixel_values(event_images, self.model.config)}
 
+    def encode_visual(self, visual: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Visual tokens [B, chunks + patches, D] in the LLM's space."""
+        return self.model.model.get_event_features(visual["event_pixel_values"])
+
 
 def overlay_event_chunks(event_images: np.ndarray) -> np.ndarray:
     """[B, C, H, W, 3] chunk renders -> [B, H, W, 3]: each pixel takes its latest chunk's colour."""

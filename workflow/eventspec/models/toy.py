@@ -9,11 +9,10 @@ loading code, and scored per question type on the test split.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from transformers import CLIPVisionConfig, LlamaConfig, VideoLlavaConfig, VideoL
 from transformers import VideoLlavaImageProcessor
 
 from .. import store
+from ..schemas import write_json
 from .backend import Backend, greedy_generate
 from .drafter import DrafterBackend, load_drafter
 from .eventgpt import EventGPTForCausalLM, tiny_eventgpt_config
@@ -184,33 +184,59 @@ def precompute_visual(backend: Backend, images: np.ndarray, batch: int = 64) -> 
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
-VISION_MODULES = ("video_tower", "image_tower", "multi_modal_projector", "visual_tower", "visual_projector", "feature_adaptor")
+def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_share: float):
+    """Linear warmup over ``warmup_share`` of the steps, then cosine decay to 5% of the peak."""
+    warmup = max(1, round(total * warmup_share))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / total)))
+    )
 
 
-def param_groups(model: torch.nn.Module, lr: float, vision_lr_scale: float) -> list[dict]:
-    """The vision tower and projector learn ``vision_lr_scale`` times faster than the LLM.
+def answer_word_targets(backend: Backend, split: ToySplit) -> torch.Tensor:
+    """[N, vocab] multi-hot: which tokens occur in any reference answer of each window."""
+    tok = backend.tokenizer
+    targets = torch.zeros(len(split.answers), len(tok))
+    for w, row in enumerate(split.answers):
+        ids = {i for a in row for i in tok(a, add_special_tokens=False)["input_ids"]}
+        targets[w, sorted(ids)] = 1.0
+    return targets
 
-    Both start from random weights, but the vision side only gets the small
-    gradient that reaches it back through the LLM's attention, so at the LLM's
-    rate it lags and the LLM settles on the language prior first.
+
+def pretrain_vision(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
+    """Pretrain the vision tower and projector to tell which answer words fit a window.
+
+    Real VLMs start from a pretrained CLIP; a tower trained from scratch only
+    through the LLM gets a gradient diluted over every visual token and the
+    LLM settles on the language prior first. Here a linear head on the
+    mean- and max-pooled visual tokens predicts the bag of answer words (BCE),
+    so every token learns features that tell objects, colours and motion
+    apart; the head is then dropped and the whole model is trained as a VLM.
     """
-    vision, text = [], []
-    for name, param in model.named_parameters():
-        (vision if any(f".{m}." in f".{name}" for m in VISION_MODULES) else text).append(param)
-    return [{"params": text, "lr": lr}, {"params": vision, "lr": lr * vision_lr_scale}]
-
-
-MIRRORED_WORDS = {"left": "right", "right": "left"}
-
-
-def mirrored(images: np.ndarray, split: ToySplit) -> tuple[np.ndarray, ToySplit]:
-    """The windows seen in a mirror: images flipped left-right, and "left" and "right" swapped in the answers.
-
-    A mirrored road scene is as plausible as the original, so this doubles the
-    scenes the vision tower learns from at no generation cost.
-    """
-    swap = np.vectorize(lambda a: " ".join(MIRRORED_WORDS.get(w, w) for w in a.split(" ")), otypes=[object])
-    return np.ascontiguousarray(images[:, :, :, ::-1]), replace(split, answers=swap(split.answers))
+    model = backend.model.train()
+    visual = precompute_visual(backend, images)
+    targets = answer_word_targets(backend, split)
+    head = torch.nn.Linear(2 * backend.hidden_size, targets.shape[1])
+    params = [p for p in model.parameters()] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg["vision_lr"], weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    batch = cfg["batch_windows"] * 4
+    n_batches = math.ceil(len(targets) / batch)
+    sched = warmup_cosine(opt, cfg["vision_epochs"] * n_batches, cfg["warmup"])
+    history = []
+    for epoch in tqdm(range(cfg["vision_epochs"]), desc=desc, unit="epoch"):
+        losses = []
+        for windows in np.array_split(rng.permutation(len(targets)), n_batches):
+            tokens = backend.encode_visual({k: v[windows] for k, v in visual.items()})
+            pooled = torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(pooled), targets[windows])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        history.append({"epoch": epoch, "loss": float(np.mean(losses))})
+    return history
 
 
 def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
@@ -221,23 +247,19 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
     itself only), so the visual tokens are processed once per window.
     """
     model = backend.model.train()
-    views = [(images, split), mirrored(images, split)] if cfg["mirror"] else [(images, split)]
-    views = [(precompute_visual(backend, im), PackedText.encode(backend, sp)) for im, sp in views]
+    visual = precompute_visual(backend, images)
+    text = PackedText.encode(backend, split)
     n_windows = len(split.answers)
     batch = cfg["batch_windows"]
     total = cfg["epochs"] * math.ceil(n_windows / batch)
-    opt = torch.optim.AdamW(param_groups(model, cfg["lr"], cfg["vision_lr_scale"]), weight_decay=0.01)
-    warmup = max(1, round(total * cfg["warmup"]))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / total)))
-    )
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.01)
+    sched = warmup_cosine(opt, total, cfg["warmup"])
     rng = np.random.default_rng(seed)
     history = []
     bar = tqdm(total=total, desc=desc, unit="step")
     for epoch in range(cfg["epochs"]):
         losses = []
         for windows in np.array_split(rng.permutation(n_windows), math.ceil(n_windows / batch)):
-            visual, text = views[rng.integers(len(views))]
             ids, mask, positions, labels = collate_packed(text, windows, backend.pad_token_id)
             vis = {k: v[windows] for k, v in visual.items()}
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, **vis).logits
@@ -298,13 +320,15 @@ def build_toy_models(train_store, test_store, out: dict[str, Path], cfg: dict) -
         images = train_split.frames if name == "verifier" else train_split.event_images
         start = time.perf_counter()
         torch.manual_seed(cfg["seed"])
-        history = train(backend, images, train_split, cfg | cfg[name], cfg["seed"], f"train {name}")
+        model_cfg = cfg | cfg[name]
+        vision_history = pretrain_vision(backend, images, train_split, model_cfg, cfg["seed"], f"vision {name}")
+        history = train(backend, images, train_split, model_cfg, cfg["seed"], f"train {name}")
         path = Path(out[name])
         backend.model.save_pretrained(path)
         tokenizer.save_pretrained(path)
         if name == "verifier":
             processor.save_pretrained(path)
-        report[name] = {"history": history}
+        report[name] = {"history": history, "vision_history": vision_history}
         print(f"{name}: trained in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     reloaded = {"verifier": load_verifier(out["verifier"]), "drafter": load_drafter(out["drafter"])}
     for name, backend in reloaded.items():
@@ -316,4 +340,4 @@ def build_toy_models(train_store, test_store, out: dict[str, Path], cfg: dict) -
 
 
 def write_eval(report: dict, path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(path, report, "toy_eval")

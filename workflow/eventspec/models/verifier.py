@@ -36,6 +36,12 @@ class VerifierBackend(Backend):
     def prompt(self, question: str) -> str:
         return PROMPT.format(question=question).replace(VIDEO_TOKEN, VIDEO_TOKEN * self.num_visual_tokens)
 
+    def encode_visual(self, visual: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Visual tokens [B, F x tokens per frame, D] in the LLM's space (what replaces the video placeholders)."""
+        pixels = visual["pixel_values_videos"]
+        features = self.model.model.get_video_features(pixel_values_videos=pixels).pooler_output
+        return features.reshape(pixels.shape[0], -1, features.shape[-1])
+
     def visual_inputs(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
         """``pixel_values_videos`` [B, F, 3, S, S] from frames [B, F, H, W, 3] uint8."""
         b, f = frames.shape[:2]

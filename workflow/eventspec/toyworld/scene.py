@@ -49,22 +49,19 @@ SUPERSAMPLE = 4
 NIGHT_OBJECT_LIGHT = 0.2
 NIGHT_BACKGROUND_LIGHT = 0.07
 
-HORIZONTAL_SPEED = {"slow": 0.2, "fast": 0.6}
+HORIZONTAL_SPEED = {"slow": 0.05, "fast": 0.15}
 """Image widths per second for left/right motion."""
-DEPTH_TRAVEL_S = {"slow": 5.0, "fast": 2.2}
-"""Seconds to travel the whole approach (or recession) path."""
+DEPTH_GROWTH_PER_S = {"slow": 1.12, "fast": 1.35}
+"""Apparent size factor per second for approaching motion (its inverse for receding)."""
+DEPTH_DIRECTIONS = ("approaching", "receding")
 LANES = ((0.60, 1.0), (0.72, 1.2), (0.85, 1.4))
 """(object bottom as a fraction of the height, scale) for left/right motion, far to near."""
-FAR_BOTTOM, FAR_SCALE, NEAR_SCALE = 0.56, 0.45, 1.7
-"""The depth path runs from a small object standing at FAR_BOTTOM to a large one just below the image."""
-FADE_FRACTION = 0.2
-"""Share of the depth path over which an object fades in (approaching) or out (receding)."""
-EMPTY_SCENE_PROBABILITY = 0.05
+FAR_BOTTOM, NEAR_BOTTOM, FAR_SCALE, NEAR_SCALE = 0.62, 0.95, 0.7, 1.6
+"""The depth path runs between a small object standing at FAR_BOTTOM and a large one at NEAR_BOTTOM (fractions
+of the height); its scale stays within [FAR_SCALE / growth, NEAR_SCALE]."""
+EMPTY_SCENE_PROBABILITY = 0.12
 VISIBLE_FRACTION = 0.5
 """An object counts as visible when at least this share of it is inside the image (and not faded)."""
-
-STREET_SEED = 7
-"""Every sequence is filmed by the same fixed camera on the same street: one background layout, lit for day or night."""
 
 ROAD_TOP, ROAD_BOTTOM = 0.50, 0.90
 LANE_MARKINGS = (0.66, 0.78)
@@ -160,15 +157,8 @@ class SceneObject:
             width=width,
             height=height,
             px_per_unit=px_per_unit,
-            opacity=self._opacity(progress),
+            opacity=1.0,
         )
-
-    def _opacity(self, progress: float) -> float:
-        if self.direction == "approaching":
-            return min(1.0, progress / FADE_FRACTION)
-        if self.direction == "receding":
-            return min(1.0, (1.0 - progress) / FADE_FRACTION)
-        return 1.0
 
     def describe(self) -> dict:
         return {
@@ -453,28 +443,32 @@ def _street_lamps(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.
 def sample_scene(
     rng: np.random.Generator, width: int, height: int, duration_s: float, night_fraction: float, max_objects: int
 ) -> Scene:
-    """A random scene on the one street: day or night, and 0..max_objects objects entering at staggered times.
+    """A random scene: day or night, and 0..max_objects objects in view for the whole sequence.
 
-    Objects are numbered in the order they pass (object i is mid-path in the
-    i-th share of the sequence), so answers that list several objects list
-    them in an order the frames show rather than in a random one.
+    Every object stays wholly inside the image from the first frame to the
+    last, so each window's ground truth is unambiguous: what a window shows is
+    what its answers say. At most one object moves in depth (approaching or
+    receding), so it never hides behind another one on its way.
     """
     night = bool(rng.random() < night_fraction)
-    background = render_background(np.random.default_rng(STREET_SEED), width, height, night)
+    background = render_background(rng, width, height, night)
     n_objects = _sample_object_count(rng, max_objects)
     categories = _distinct_choices(rng, CATEGORIES, n_objects)
     colors = _distinct_choices(rng, tuple(COLORS), n_objects)
     free_lanes = list(range(len(LANES)))
-    slots = np.arange(n_objects)
-    objects = tuple(
-        _sample_object(rng, i, categories[i], colors[i], width, height, night, free_lanes, slot_s)
-        for i, slot_s in enumerate(_time_slots(duration_s, slots))
-    )
-    return Scene(width, height, "night" if night else "day", background, objects)
+    objects = []
+    for i in range(n_objects):
+        depth_taken = any(o.direction in DEPTH_DIRECTIONS for o in objects)
+        directions = [d for d in DIRECTIONS if not (depth_taken and d in DEPTH_DIRECTIONS)]
+        direction = str(rng.choice(directions))
+        objects.append(
+            _sample_object(rng, i, categories[i], colors[i], direction, width, height, night, free_lanes, duration_s)
+        )
+    return Scene(width, height, "night" if night else "day", background, tuple(objects))
 
 
 def _sample_object_count(rng: np.random.Generator, max_objects: int) -> int:
-    """Rarely zero; otherwise 1..max_objects with probability proportional to the count (busy roads)."""
+    """Sometimes zero; otherwise 1..max_objects with probability proportional to the count (busy roads)."""
     if max_objects <= 0 or rng.random() < EMPTY_SCENE_PROBABILITY:
         return 0
     counts = np.arange(1, max_objects + 1)
@@ -494,14 +488,14 @@ def _sample_object(
     obj_id: int,
     category: str,
     color: str,
+    direction: str,
     width: int,
     height: int,
     night: bool,
     free_lanes: list[int],
-    slot_s: tuple[float, float],
+    duration_s: float,
 ) -> SceneObject:
-    """An object with random direction and speed, passing the middle of its path within ``slot_s``."""
-    direction = str(rng.choice(DIRECTIONS))
+    """An object moving at a random speed along a path that stays inside the image for ``duration_s``."""
     speed = str(rng.choice(SPEEDS))
     sprite = make_sprite(category, color, night)
     unit_px = OBJECT_SCALE * height / REFERENCE_HEIGHT_PX
@@ -509,35 +503,23 @@ def _sample_object(
         lane = _take_lane(rng, free_lanes)
         bottom, scale = LANES[lane][0] * height, LANES[lane][1]
         half = sprite.width_units * unit_px * scale / 2
-        start = Placement(-half, bottom, unit_px * scale)
-        end = Placement(width + half, bottom, unit_px * scale)
-        travel_s = (width + 2 * half) / (HORIZONTAL_SPEED[speed] * width)
+        travel = min(HORIZONTAL_SPEED[speed] * width * duration_s, max(width - 2 * half, 0.0))
+        first = rng.uniform(half, max(width - half - travel, half))
+        start = Placement(first, bottom, unit_px * scale)
+        end = Placement(first + travel, bottom, unit_px * scale)
         if direction == "left":
             start, end, sprite = end, start, sprite.flipped()
     else:
-        center = rng.uniform(0.3, 0.7) * width
-        drift = rng.uniform(-0.1, 0.1) * width
-        far = Placement(center, FAR_BOTTOM * height, unit_px * FAR_SCALE)
-        near_bottom = height + sprite.height_units * unit_px * NEAR_SCALE
-        near = Placement(center + drift, near_bottom, unit_px * NEAR_SCALE)
+        center = rng.uniform(0.35, 0.65) * width
+        drift = rng.uniform(-0.08, 0.08) * width
+        growth = DEPTH_GROWTH_PER_S[speed] ** duration_s
+        far_scale = min(FAR_SCALE, NEAR_SCALE / growth)
+        far = Placement(center, FAR_BOTTOM * height, unit_px * far_scale)
+        near = Placement(center + drift, NEAR_BOTTOM * height, unit_px * far_scale * growth)
         start, end = (far, near) if direction == "approaching" else (near, far)
-        travel_s = DEPTH_TRAVEL_S[speed]
         if rng.random() < 0.5:
             sprite = sprite.flipped()
-    t_start = rng.uniform(*slot_s) - travel_s / 2
-    return SceneObject(
-        obj_id, category, color, direction, speed, float(t_start), float(travel_s), start, end, sprite
-    )
-
-
-def _time_slots(duration_s: float, slots: np.ndarray) -> list[tuple[float, float]]:
-    """Object i is at mid-path during the ``slots[i]``-th equal share of the sequence.
-
-    Staggering the objects this way covers more of the sequence and makes
-    consecutive windows show different objects.
-    """
-    share = duration_s / max(len(slots), 1)
-    return [(int(k) * share, (int(k) + 1) * share) for k in slots]
+    return SceneObject(obj_id, category, color, direction, speed, 0.0, float(duration_s), start, end, sprite)
 
 
 def _take_lane(rng: np.random.Generator, free_lanes: list[int]) -> int:
