@@ -209,3 +209,15 @@ def test_full_disk_keeps_committed_rows_readable(tiny_world, tiny_models, small_
     g = zarr.open_group(part, mode="r")
     assert np.isfinite(g["verifier_hidden"][:n].astype(np.float32)).all()
     assert (g["verifier_len"][:n] > 0).all()
+
+
+def test_invariant_check_catches_wrong_hidden_states(tiny_world, tiny_models):
+    from eventspec.extract import check_lm_head_invariant
+    from eventspec.models.backend import greedy_generate
+
+    verifier = load_verifier(tiny_models["verifier"])
+    frames = np.asarray(zarr.open_group(tiny_world[1]["test"][0], mode="r")["frames"][:2])
+    gen = greedy_generate(verifier, verifier.prepare(frames, ["Describe the scene."] * 2), 8)
+    check_lm_head_invariant(verifier, gen.hidden, gen.tokens, gen.lengths, np.arange(2))
+    with pytest.raises(ExtractionError, match="hidden-state convention broken for sample 0"):
+        check_lm_head_invariant(verifier, -gen.hidden, gen.tokens, gen.lengths, np.arange(2))

@@ -65,7 +65,7 @@ def cmd_extract(args) -> None:
     cfg = _config(args)
     ex = cfg["extract"]
     for flag, key in (("max_samples", "max_samples"), ("max_questions", "max_questions"),
-                      ("max_new_tokens", "max_new_tokens"), ("chunk_size", "batch_size")):
+                      ("max_new_tokens", "max_new_tokens"), ("chunk_size", "write_rows")):
         if getattr(args, flag) is not None:
             ex[key] = getattr(args, flag)
     if args.quant is not None:
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_samples", type=int, help="override extract.max_samples")
     p.add_argument("--max_questions", type=int, help="override extract.max_questions")
     p.add_argument("--max_new_tokens", type=int, help="override extract.max_new_tokens")
-    p.add_argument("--chunk_size", type=int, help="override extract.batch_size (rows per committed shard)")
+    p.add_argument("--chunk_size", type=int, help="override extract.write_rows (rows per committed shard)")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("gather", help="concatenate shard feature stores into one")
