@@ -66,10 +66,10 @@ def write_seeds_layout(features: dict, logical_dtype: str, out: Path, chunk_size
     (out / "index.json").write_text(json.dumps({"total_samples": n, "chunk_size": chunk_size, "chunks": chunks}))
 
 
-def write_our_layout(features: dict, logical_dtype: str, out: Path, shard_rows: int, chunk_rows: int) -> None:
+def write_our_layout(features: dict, logical_dtype: str, out: Path, shard_rows: int, chunks: tuple[int, int]) -> None:
     T, dv = features["verifier_hidden"].shape[1:]
     dd = features["drafter_hidden"].shape[2]
-    layout = {k: v for k, v in feature_layout(T, dv, dd, logical_dtype, chunk_rows).items() if k in FIELDS}
+    layout = {k: v for k, v in feature_layout(T, dv, dd, logical_dtype, *chunks).items() if k in FIELDS}
     group = store.open_for_writing(out, layout, {"stage": "bench-store"}, shard_rows, resume=False)
     group.attrs["logical_dtype"] = logical_dtype
     n = len(features["verifier_len"])
@@ -130,6 +130,8 @@ def bench_store(
     batch_size: int = 64,
     repeats: int = 3,
     max_rows: int | None = None,
+    chunk_rows: int | None = None,
+    chunk_positions: int | None = None,
 ) -> dict:
     work = Path(work_dir)
     if work.exists():
@@ -137,16 +139,20 @@ def bench_store(
     work.mkdir(parents=True)
     features, logical_dtype = load_features(features_path, max_rows)
     source = FeatureStore(features_path)
-    shard_rows, chunk_rows = source.shard_rows, source.group["verifier_hidden"].chunks[0]
+    shard_rows = source.shard_rows
+    chunk_rows = chunk_rows or source.group["verifier_hidden"].chunks[0]
+    chunk_positions = chunk_positions or source.group["verifier_hidden"].chunks[1]
     seeds, ours = work / "seeds_chunked", work / "ours.zarr"
     write_seeds_layout(features, logical_dtype, seeds, chunk_size)
-    write_our_layout(features, logical_dtype, ours, shard_rows, chunk_rows)
+    write_our_layout(features, logical_dtype, ours, shard_rows, (chunk_rows, chunk_positions))
     modes = ["warm", "cold"] if drop_page_cache() else ["warm"]
     result = {
         "samples": int(len(features["verifier_len"])),
         "hidden": {"T": int(features["verifier_hidden"].shape[1]), "Dv": int(features["verifier_hidden"].shape[2]),
                    "Dd": int(features["drafter_hidden"].shape[2])},
         "batch_size": batch_size,
+        "ours_chunk": [int(chunk_rows), int(chunk_positions)],
+        "ours_shard_rows": int(shard_rows),
     }
     for name, path, read in (("seeds", seeds, read_seeds_layout), ("ours", ours, read_our_layout)):
         result[name] = {"bytes": disk_bytes(path)} | {

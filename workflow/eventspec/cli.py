@@ -90,7 +90,10 @@ def cmd_bench_store(args) -> None:
 
     from .bench_store import bench_store, format_result
 
-    result = bench_store(args.features, args.work_dir, args.chunk_size, args.batch_size, args.repeats, args.max_rows)
+    result = bench_store(
+        args.features, args.work_dir, args.chunk_size, args.batch_size, args.repeats, args.max_rows,
+        args.chunk_rows, args.chunk_positions,
+    )
     print(format_result(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -170,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="training batch size for the read pass")
     p.add_argument("--repeats", type=int, default=3, help="read passes per layout (best is kept)")
     p.add_argument("--max-rows", type=int, help="use only the first rows of the store")
+    p.add_argument("--chunk-rows", type=int, help="rows per zarr chunk of our copy (default: as in the source store)")
+    p.add_argument("--chunk-positions", type=int, help="positions per zarr chunk of our copy (default: as in the source)")
     p.add_argument("--json", help="also write the result as JSON")
     p.set_defaults(func=cmd_bench_store)
 

@@ -173,14 +173,22 @@ def extract_batch(verifier: Backend, drafter: Backend, frames, event_images, que
     }, v
 
 
-def feature_layout(T: int, dv: int, dd: int, dtype: str, chunk_rows: int) -> dict[str, store.ArraySpec]:
-    """Arrays of a feature store; lengths come last so a row counts only once all of it is written."""
+def feature_layout(
+    T: int, dv: int, dd: int, dtype: str, chunk_rows: int, chunk_positions: int
+) -> dict[str, store.ArraySpec]:
+    """Arrays of a feature store; lengths come last so a row counts only once all of it is written.
+
+    Hidden states are chunked along positions too: most answers are far
+    shorter than ``max_new_tokens``, and a reader asks only for the positions
+    its rows use.
+    """
     spec = store.ArraySpec
     hidden_dtype = STORAGE_DTYPES[dtype]
+    positions = min(chunk_positions, T)
     return {
-        "verifier_hidden": spec((T, dv), hidden_dtype, chunk_rows),
-        "drafter_hidden": spec((T, dd), hidden_dtype, chunk_rows),
-        "drafter_hidden_tf": spec((T, dd), hidden_dtype, chunk_rows),
+        "verifier_hidden": spec((T, dv), hidden_dtype, chunk_rows, (positions, dv)),
+        "drafter_hidden": spec((T, dd), hidden_dtype, chunk_rows, (positions, dd)),
+        "drafter_hidden_tf": spec((T, dd), hidden_dtype, chunk_rows, (positions, dd)),
         "verifier_tokens": spec((T,), np.int32, WHOLE_SHARD),
         "drafter_tokens": spec((T,), np.int32, WHOLE_SHARD),
         "sample_id": spec((), np.int32, WHOLE_SHARD),
@@ -240,7 +248,9 @@ def extract_features(
             f"extract.write_rows ({ex['write_rows']}) must be a multiple of extract.batch_size ({ex['batch_size']}) "
             f"and of extract.chunk_rows ({ex['chunk_rows']})"
         )
-    layout = feature_layout(T, verifier.hidden_size, drafter.hidden_size, ex["dtype"], ex["chunk_rows"])
+    layout = feature_layout(
+        T, verifier.hidden_size, drafter.hidden_size, ex["dtype"], ex["chunk_rows"], ex["chunk_positions"]
+    )
     attrs = identity(cfg, split, digest) | {"shard": list(shard)}
     features = store.open_for_writing(out, layout, attrs, ex["write_rows"], resume)
     features.attrs.update(
@@ -270,7 +280,7 @@ def gather_features(parts: list[str | Path], out: str | Path, block_rows: int = 
     first, _ = store.open_committed(parts[0])
     attrs = {k: v for k, v in first.attrs["identity"].items() if k != "shard"}
     layout = {
-        name: store.ArraySpec(tuple(a.shape[1:]), str if a.dtype.kind == "T" else a.dtype, a.chunks[0])
+        name: store.ArraySpec(tuple(a.shape[1:]), str if a.dtype.kind == "T" else a.dtype, a.chunks[0], a.chunks[1:])
         for name, a in first.arrays()
     }
     shard_rows = first[next(iter(layout))].shards[0]

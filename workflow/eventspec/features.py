@@ -11,7 +11,6 @@ memory traffic at half the float32 size.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +23,9 @@ from .extract import stored_tensor
 
 @dataclass
 class FeatureBatch:
-    drafter: torch.Tensor  # [B, T, Dd] stored dtype
-    verifier: torch.Tensor  # [B, T, Dv] stored dtype
-    mask: torch.Tensor  # [B, T] bool: positions that hold a real pair
+    drafter: torch.Tensor  # [B, T', Dd] stored dtype
+    verifier: torch.Tensor  # [B, T', Dv] stored dtype
+    mask: torch.Tensor  # [B, T'] bool: positions that hold a real pair (T' <= T: the block's longest)
     rows: np.ndarray  # [B] store rows
 
 
@@ -36,7 +35,8 @@ class FeatureStore:
         self.group, self.n = store.open_committed(self.path)
         self.logical_dtype = self.group.attrs["logical_dtype"]
         self.shard_rows = self.group["verifier_hidden"].shards[0]
-        self._pool = ThreadPoolExecutor(max_workers=4)
+        self.verifier_len = np.asarray(self.group["verifier_len"][: self.n], dtype=np.int64)
+        self.drafter_len = np.asarray(self.group["drafter_len"][: self.n], dtype=np.int64)
 
     def __len__(self) -> int:
         return self.n
@@ -47,21 +47,19 @@ class FeatureStore:
         Teacher-forced pairs share the verifier's text prefix, so every
         position up to the verifier's length is a pair; free-running pairs
         align two different texts position by position, up to the shorter.
+        Only the positions up to the longest pair of the block are read.
         """
-        names = ["drafter_hidden_tf" if teacher_forced else "drafter_hidden", "verifier_hidden", "verifier_len"]
-        if not teacher_forced:
-            names.append("drafter_len")
-        # Decompression releases the GIL: the arrays are read side by side.
-        drafter, verifier, *lengths = self._pool.map(lambda name: self.group[name][rows], names)
+        length = self.verifier_len[rows] if teacher_forced else np.minimum(self.verifier_len, self.drafter_len)[rows]
+        width = max(int(length.max()), 1)
+        drafter = self.group["drafter_hidden_tf" if teacher_forced else "drafter_hidden"][rows, :width]
+        verifier = self.group["verifier_hidden"][rows, :width]
         index = np.arange(rows.start, rows.stop)
-        length = np.minimum.reduce(lengths).astype(np.int64)
         if order is not None:
             drafter, verifier, length, index = drafter[order], verifier[order], length[order], index[order]
-        positions = torch.arange(verifier.shape[1])[None]
         return FeatureBatch(
             drafter=stored_tensor(drafter, self.logical_dtype),
             verifier=stored_tensor(verifier, self.logical_dtype),
-            mask=positions < torch.from_numpy(length)[:, None],
+            mask=torch.arange(width)[None] < torch.from_numpy(length)[:, None],
             rows=index,
         )
 

@@ -29,11 +29,17 @@ class StoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """Row layout of one array: per-row shape, dtype and rows per chunk."""
+    """Row layout of one array: per-row shape, dtype, rows per chunk and the chunk's per-row shape.
+
+    ``chunk_inner`` (default: the whole row) lets a chunk hold part of each row,
+    e.g. the first positions of a sequence, so reads of short sequences
+    decompress only the chunks they need.
+    """
 
     row_shape: tuple[int, ...]
     dtype: object
     chunk_rows: int = 1
+    chunk_inner: tuple[int, ...] | None = None
 
 
 def partial_path(out: str | Path) -> Path:
@@ -69,11 +75,13 @@ def open_for_writing(
         raise StoreError(f"{work}: cannot create store ({err})") from err
     for name, spec in specs.items():
         chunk_rows = min(spec.chunk_rows, shard_rows)
+        inner = spec.chunk_inner or spec.row_shape
+        shard_inner = tuple(-(-size // c) * c for size, c in zip(spec.row_shape, inner))
         group.create_array(
             name,
             shape=(0, *spec.row_shape),
-            chunks=(chunk_rows, *spec.row_shape),
-            shards=(shard_rows, *spec.row_shape) if spec.dtype is not str else None,
+            chunks=(chunk_rows, *inner),
+            shards=(shard_rows, *shard_inner) if spec.dtype is not str else None,
             dtype=spec.dtype,
             compressors=COMPRESSOR,
             fill_value="" if spec.dtype is str else 0,
