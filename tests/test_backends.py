@@ -110,7 +110,7 @@ def test_missing_weights_are_named(tmp_path, tiny_models):
     dropped = sorted(weights)[0]
     del weights[dropped]
     save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(ModelLoadError, match=rf"verifier: weights do not match .*missing_keys"):
+    with pytest.raises(ModelLoadError, match=r"verifier: weights do not match .*missing_keys"):
         load_verifier(broken)
 
 

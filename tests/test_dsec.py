@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dsec_fixtures import make_sequence, write_events, write_frames
+from dsec_fixtures import make_sequence, write_events
 from eventspec.dsec import DataError, EventSlicer, Sequence, list_sequences, read_timestamps, window_starts
 
 T_OFFSET = 5_000_000

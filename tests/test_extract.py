@@ -1,7 +1,6 @@
 """Stage 1: determinism, resumability after SIGKILL, batching, sharding, invariants, bad input."""
 
 import json
-import os
 import random
 import shutil
 import signal

@@ -108,14 +108,13 @@ class Placement:
 
 @dataclass(frozen=True)
 class Pose:
-    """An object's image-space box at one instant (top-left corner, pixels) and its opacity."""
+    """An object's image-space box at one instant (top-left corner, pixels)."""
 
     x0: float
     y0: float
     width: float
     height: float
     px_per_unit: float
-    opacity: float
 
     def fraction_inside(self, image_width: int, image_height: int) -> float:
         inside_x = max(0.0, min(self.x0 + self.width, image_width) - max(self.x0, 0.0))
@@ -157,7 +156,6 @@ class SceneObject:
             width=width,
             height=height,
             px_per_unit=px_per_unit,
-            opacity=1.0,
         )
 
     def describe(self) -> dict:
@@ -195,7 +193,6 @@ class Scene:
             pose = obj.pose(t_s)
             if (
                 pose is not None
-                and pose.opacity >= VISIBLE_FRACTION
                 and pose.fraction_inside(self.width, self.height) >= VISIBLE_FRACTION
             ):
                 visible.append(obj.id)
@@ -218,7 +215,7 @@ def composite_sprite(image: np.ndarray, sprite: Sprite, pose: Pose) -> None:
     xs = np.clip((np.arange(c0, c1 + 1) - pose.x0) * scale, 0.0, sprite.raster.shape[2])
     ys = np.clip((np.arange(r0, r1 + 1) - pose.y0) * scale, 0.0, sprite.raster.shape[1])
     corners = _sample_integral(sprite.integral, ys, xs)
-    patch = (np.diff(np.diff(corners, axis=1), axis=2) * (pose.opacity / scale**2)).astype(image.dtype)
+    patch = (np.diff(np.diff(corners, axis=1), axis=2) * (1.0 / scale**2)).astype(image.dtype)
     region = image[r0:r1, c0:c1]
     region *= (1.0 - patch[3])[..., None]
     region += patch[:3].transpose(1, 2, 0)
