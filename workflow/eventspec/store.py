@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,10 @@ import zarr
 from zarr.codecs import BloscCodec
 
 COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+# Snakemake marks directory outputs with a `.snakemake_timestamp` file, which
+# zarr reports as a foreign object whenever a group is listed.
+warnings.filterwarnings("ignore", message=r"Object at \.snakemake_timestamp is not recognized")
 
 
 class StoreError(RuntimeError):
