@@ -239,15 +239,15 @@ def extract_features(
     group, n_windows = store.open_committed(samples)
     questions = [q["text"] for q in group.attrs["questions"]]
     plan = PairPlan.for_split(n_windows, len(questions), ex).shard(*shard)
-    mv, md = cfg["models"]["verifier"], cfg["models"]["drafter"]
-    verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"])
-    drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"])
-    T = ex["max_new_tokens"]
     if ex["write_rows"] % ex["batch_size"] or ex["write_rows"] % ex["chunk_rows"]:
         raise ConfigError(
             f"extract.write_rows ({ex['write_rows']}) must be a multiple of extract.batch_size ({ex['batch_size']}) "
             f"and of extract.chunk_rows ({ex['chunk_rows']})"
         )
+    mv, md = cfg["models"]["verifier"], cfg["models"]["drafter"]
+    verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"])
+    drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"])
+    T = ex["max_new_tokens"]
     layout = feature_layout(
         T, verifier.hidden_size, drafter.hidden_size, ex["dtype"], ex["chunk_rows"], ex["chunk_positions"]
     )
@@ -275,8 +275,12 @@ def extract_features(
     return store.finish(out)
 
 
-def gather_features(parts: list[str | Path], out: str | Path, block_rows: int = 256) -> Path:
-    """Concatenate shard stores (in order) into one store; its identity drops the shard index."""
+def gather_features(parts: list[str | Path], out: str | Path) -> Path:
+    """Concatenate shard stores (in order) into one store; its identity drops the shard index.
+
+    Rows are regrouped so that every write fills exactly one shard of the
+    gathered store, whatever the parts' sizes.
+    """
     first, _ = store.open_committed(parts[0])
     attrs = {k: v for k, v in first.attrs["identity"].items() if k != "shard"}
     layout = {
@@ -286,9 +290,20 @@ def gather_features(parts: list[str | Path], out: str | Path, block_rows: int = 
     shard_rows = first[next(iter(layout))].shards[0]
     gathered = store.open_for_writing(out, layout, attrs, shard_rows, resume=False)
     gathered.attrs.update({k: v for k, v in first.attrs.items() if k not in ("identity", "n_committed")})
+    pending: dict[str, list[np.ndarray]] = {name: [] for name in layout}
+    buffered = 0
     for part in parts:
         group, n = store.open_committed(part)
-        for start in range(0, n, block_rows):
-            rows = slice(start, min(start + block_rows, n))
-            store.append_rows(gathered, {name: np.asarray(group[name][rows]) for name in layout})
+        for start in range(0, n, shard_rows):
+            rows = slice(start, min(start + shard_rows, n))
+            for name in layout:
+                pending[name].append(np.asarray(group[name][rows]))
+            buffered += rows.stop - rows.start
+            while buffered >= shard_rows:
+                joined = {name: np.concatenate(blocks) for name, blocks in pending.items()}
+                store.append_rows(gathered, {name: rows_[:shard_rows] for name, rows_ in joined.items()})
+                pending = {name: [rows_[shard_rows:]] for name, rows_ in joined.items()}
+                buffered -= shard_rows
+    if buffered:
+        store.append_rows(gathered, {name: np.concatenate(blocks) for name, blocks in pending.items()})
     return store.finish(out)
