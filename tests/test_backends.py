@@ -82,7 +82,7 @@ def test_quantized_loading_generates(tiny_world, tiny_models, kind, quant):
     assert any("Linear" in type(m).__name__ and ("4bit" in type(m).__name__ or "8bit" in type(m).__name__)
                for m in backend.model.modules())
     gen = greedy_generate(backend, backend.prepare(visual(tiny_world, kind, slice(0, 2)), QUESTIONS[:2]), 5)
-    assert gen.tokens.shape == (2, 5) or gen.tokens.shape[0] == 2
+    assert gen.tokens.shape[0] == 2 and (gen.lengths >= 1).all()
     logits = backend.lm_head(gen.hidden.to(backend.lm_head.weight.dtype))
     valid = torch.arange(gen.tokens.shape[1])[None] < gen.lengths[:, None]
     assert (logits.argmax(-1) == gen.tokens)[valid].all()

@@ -37,6 +37,7 @@ class FeatureStore:
         self.shard_rows = self.group["verifier_hidden"].shards[0]
         self.verifier_len = np.asarray(self.group["verifier_len"][: self.n], dtype=np.int64)
         self.drafter_len = np.asarray(self.group["drafter_len"][: self.n], dtype=np.int64)
+        self.aligned_len = np.minimum(self.verifier_len, self.drafter_len)
 
     def __len__(self) -> int:
         return self.n
@@ -49,7 +50,7 @@ class FeatureStore:
         align two different texts position by position, up to the shorter.
         Only the positions up to the longest pair of the block are read.
         """
-        length = self.verifier_len[rows] if teacher_forced else np.minimum(self.verifier_len, self.drafter_len)[rows]
+        length = (self.verifier_len if teacher_forced else self.aligned_len)[rows]
         width = max(int(length.max()), 1)
         drafter = self.group["drafter_hidden_tf" if teacher_forced else "drafter_hidden"][rows, :width]
         verifier = self.group["verifier_hidden"][rows, :width]

@@ -9,7 +9,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 
 from .backend import Backend
 from .eventgpt import MODEL_TYPE, build_prompt, event_pixel_values, load_eventgpt, num_event_tokens
-from .loading import DTYPES, ModelLoadError, load_model, read_model_config
+from .loading import ModelLoadError, load_model, read_model_config, torch_dtype
 
 LLAVA_PROMPT = "USER: <image>\n{question} ASSISTANT:"
 IMAGE_TOKEN = "<image>"
@@ -71,9 +71,7 @@ def load_drafter(path, dtype: str = "float32", quant: str = "none", device: str 
     except OSError as err:
         raise ModelLoadError(f"{path}: tokenizer missing ({err})") from err
     if config["model_type"] == MODEL_TYPE:
-        if dtype not in DTYPES:
-            raise ModelLoadError(f"dtype: unknown {dtype!r}, expected one of {', '.join(DTYPES)}")
-        return DrafterBackend(load_eventgpt(path, DTYPES[dtype], device, quant), tokenizer, device)
+        return DrafterBackend(load_eventgpt(path, torch_dtype(dtype), device, quant), tokenizer, device)
     model = load_model(LlavaForConditionalGeneration, path, dtype, quant, device)
     try:
         processor = CLIPImageProcessorPil.from_pretrained(path, local_files_only=True)

@@ -62,16 +62,20 @@ def quantization_config(quant: str, compute_dtype: torch.dtype) -> BitsAndBytesC
     return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=KEEP_UNQUANTIZED)
 
 
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ModelLoadError(f"dtype: unknown {name!r}, expected one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
 def load_model(model_class, path: str | Path, dtype: str, quant: str, device: str, **kwargs):
     """``model_class.from_pretrained(path)`` with strict weight checks; raise ModelLoadError naming the path."""
-    if dtype not in DTYPES:
-        raise ModelLoadError(f"dtype: unknown {dtype!r}, expected one of {', '.join(DTYPES)}")
-    torch_dtype = DTYPES[dtype]
-    bnb = quantization_config(quant, torch_dtype)
+    compute_dtype = torch_dtype(dtype)
+    bnb = quantization_config(quant, compute_dtype)
     extra = {"quantization_config": bnb, "device_map": {"": device}} if bnb else {}
     try:
         model, info = model_class.from_pretrained(
-            path, dtype=torch_dtype, output_loading_info=True, local_files_only=True, **extra, **kwargs
+            path, dtype=compute_dtype, output_loading_info=True, local_files_only=True, **extra, **kwargs
         )
     except (OSError, RuntimeError, ValueError) as err:
         raise ModelLoadError(f"{path}: cannot load as {model_class.__name__} ({err})") from err
