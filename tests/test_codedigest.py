@@ -7,6 +7,7 @@ from eventspec import codedigest
 def test_stage_digest_covers_imported_modules():
     assert codedigest.modules_of("eventspec.samples") == [
         "eventspec", "eventspec.dsec", "eventspec.questions", "eventspec.samples", "eventspec.store",
+        "eventspec.toyworld.layout",
     ]
 
 

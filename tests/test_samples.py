@@ -56,6 +56,7 @@ def test_prepare_samples_cuts_whole_windows(tmp_path):
     assert (g["num_events"][:] > 1000).all()
     assert g["answers"].shape == (10, 3) and set(g["answers"][:].ravel()) == {""}
     assert [q["qid"] for q in g.attrs["questions"]] == ["dsec_0", "dsec_1", "dsec_2"]
+    assert "object_maps" not in g and "objects" not in g  # no toy ground truth, no labels
     assert not (tmp_path / "s.zarr.partial").exists()
 
 

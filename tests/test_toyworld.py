@@ -15,12 +15,15 @@ from eventspec.toyworld.scene import (
     CATEGORIES,
     COLORS,
     DIRECTIONS,
+    MAX_HIDDEN_FRACTION,
     SPEEDS,
     Placement,
     SceneObject,
     Sprite,
     composite_sprite,
+    hidden_fractions,
     make_sprite,
+    sample_scene,
 )
 from eventspec.toyworld.simulator import EventBatch
 from eventspec.toyworld.writer import SequenceData, write_sequence
@@ -74,9 +77,21 @@ def test_layout(world):
         assert (seq / "events/left/events.h5").is_file()
         assert (seq / "images/timestamps.txt").is_file()
         assert (seq / "toy_ground_truth.json").is_file()
-        frames = sorted((seq / "images/left/rectified").glob("*.png"))
-        assert [f.name for f in frames] == [f"{i:06d}.png" for i in range(n_frames)]
+        for frame_dir in ("images/left/rectified", "toy_objects/left"):
+            frames = sorted((seq / frame_dir).glob("*.png"))
+            assert [f.name for f in frames] == [f"{i:06d}.png" for i in range(n_frames)]
     assert not list(root.rglob("*.partial"))
+
+
+def test_object_maps_mark_each_object_where_it_is_drawn(world):
+    _, dirs = world
+    for seq in dirs:
+        gt = json.loads((seq / "toy_ground_truth.json").read_text())
+        ids = {obj["id"] + 1 for obj in gt["objects"]}
+        for index in (0, len(gt["frames"]) - 1):
+            labels = np.asarray(Image.open(seq / f"toy_objects/left/{index:06d}.png"))
+            assert labels.shape == (TINY["height"], TINY["width"]) and labels.dtype == np.uint8
+            assert set(np.unique(labels)) - {0} == ids  # every object shows, nothing else is labelled
 
 
 def test_event_file_matches_dsec(world):
@@ -196,6 +211,7 @@ def test_writer_refuses_to_replace_a_foreign_directory(tmp_path):
         frames=[np.zeros((3, 4, 3), np.uint8)],
         frame_times_us=np.array([0]),
         ground_truth={},
+        object_maps=[np.zeros((3, 4), np.uint8)],
     )
     with pytest.raises(FileExistsError):
         write_sequence(foreign, data)
@@ -234,3 +250,37 @@ def test_visibility_needs_half_the_object_inside():
     pose = obj.pose(0.5)
     assert pose.fraction_inside(60, 40) == pytest.approx(0.5)
     assert _object_at(-5.0).pose(0.5).fraction_inside(60, 40) < 0.5
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sampled_objects_stay_in_plain_view(seed):
+    duration = 1.0
+    scene = sample_scene(np.random.default_rng(seed), 96, 72, duration, 0.3, 3)
+    assert len({o.category for o in scene.objects}) == len(scene.objects)
+    for t in np.linspace(0.0, duration, 21):
+        for obj in scene.objects:
+            assert obj.pose(t).fraction_inside(96, 72) == pytest.approx(1.0)
+        assert max(hidden_fractions(list(scene.objects), t, 96, 72), default=0.0) <= MAX_HIDDEN_FRACTION + 0.02
+
+
+def test_hidden_fraction_counts_only_objects_in_front():
+    back, front = _object_at(30.0), _object_at(34.0)
+    front = SceneObject(1, "car", "red", "right", "slow", 0.0, 1.0, *([Placement(34.0, 32.0, 1.5)] * 2), front.sprite)
+    hidden_back, hidden_front = hidden_fractions([back, front], 0.5, 60, 40)
+    assert hidden_front == 0.0 and hidden_back > 0.5
+
+
+def test_depth_movers_show_their_front_or_back():
+    for category in CATEGORIES:
+        front = make_sprite(category, "white", night=False, view="front").raster
+        back = make_sprite(category, "white", night=False, view="back").raster
+        side = make_sprite(category, "white", night=False).raster
+        assert front.shape == back.shape != side.shape
+        assert not np.array_equal(front, back)
+
+
+def test_a_world_shows_one_street():
+    scenes = [sample_scene(np.random.default_rng(seed), 96, 72, 1.0, 0.0, 3, street_seed=5) for seed in range(3)]
+    assert all(np.array_equal(s.background, scenes[0].background) for s in scenes)
+    other = sample_scene(np.random.default_rng(0), 96, 72, 1.0, 0.0, 3, street_seed=6)
+    assert not np.array_equal(other.background, scenes[0].background)

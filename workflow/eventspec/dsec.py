@@ -147,14 +147,7 @@ class Sequence:
 
     def read_frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as RGB uint8 [H, W, 3]."""
-        path = self.frame_path(index)
-        if not path.is_file():
-            raise DataError(f"{path}: frame missing (sequence {self.name})")
-        try:
-            with Image.open(path) as img:
-                return np.asarray(img.convert("RGB"))
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataError(f"{path}: corrupt PNG ({err})") from err
+        return read_png(self.frame_path(index), "RGB", f"frame missing (sequence {self.name})")
 
     def frames_in(self, t_start_us: int, t_end_us: int) -> np.ndarray:
         """Indices of the frames with timestamp in [t_start_us, t_end_us)."""
@@ -211,3 +204,14 @@ def list_sequences(root: str | Path, split: str, names: list[str] | None = None)
     if not paths:
         raise DataError(f"{split_dir}: no sequences")
     return paths
+
+
+def read_png(path: Path, mode: str, missing: str) -> np.ndarray:
+    """The PNG at ``path`` as a uint8 array in PIL ``mode``; DataError naming the file if missing or corrupt."""
+    if not path.is_file():
+        raise DataError(f"{path}: {missing}")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert(mode))
+    except (OSError, UnidentifiedImageError) as err:
+        raise DataError(f"{path}: corrupt PNG ({err})") from err

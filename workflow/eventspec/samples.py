@@ -4,6 +4,9 @@ Per window the store holds the drafter input (EventGPT-style event images: the
 window's events split into equal-count chunks, each rendered polarity-coloured),
 the verifier input (evenly spaced RGB frames), identifiers, and the reference
 answers of the question set (empty where no ground truth exists, as for DSEC).
+Toy sequences also give each window its objects (JSON) and, per chosen frame,
+the map of which object each pixel shows (``object_maps``), which the toy
+models learn to see from.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import store
-from .dsec import DataError, Sequence, list_sequences, window_starts
+from .dsec import DataError, Sequence, list_sequences, read_png, window_starts
 from .questions import answers, load_question_set, window_ground_truth
+from .toyworld.layout import GROUND_TRUTH_PATH, OBJECT_MAPS_DIR
 
 BACKGROUND = 255
 ON_COLOR = (0, 0, 255)
@@ -84,13 +88,23 @@ def read_window(seq: Sequence, w: Window, num_frames: int, n_chunks: int) -> dic
 
 
 def load_ground_truth(seq_dir: Path) -> dict | None:
-    path = seq_dir / "toy_ground_truth.json"
+    path = seq_dir / GROUND_TRUTH_PATH
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def store_layout(width: int, height: int, frame_shape: tuple, n_frames: int, n_chunks: int, n_questions: int):
+def read_object_maps(seq_dir: Path, frame_index: np.ndarray) -> np.ndarray:
+    """The toy object maps [F, H, W] of the chosen frames."""
+    return np.stack(
+        [read_png(seq_dir / OBJECT_MAPS_DIR / f"{int(i):06d}.png", "L", "toy object map missing") for i in frame_index]
+    )
+
+
+def store_layout(
+    width: int, height: int, frame_shape: tuple, n_frames: int, n_chunks: int, n_questions: int, toy: bool
+) -> dict:
     spec = store.ArraySpec
-    return {
+    toy_arrays = {"object_maps": spec((n_frames, *frame_shape[:2]), np.uint8), "objects": spec((), str, SHARD_ROWS)}
+    return (toy_arrays if toy else {}) | {
         "event_images": spec((n_chunks, height, width, 3), np.uint8),
         "frames": spec((n_frames, *frame_shape), np.uint8),
         "frame_index": spec((n_frames,), np.int32, SHARD_ROWS),
@@ -113,7 +127,8 @@ def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
     with Sequence(seq_dirs[0], resolution) as first:
         frame_shape = first.read_frame(0).shape
         width, height = first.events.width, first.events.height
-    layout = store_layout(width, height, frame_shape, scfg["num_frames"], scfg["event_chunks"], len(questions))
+    toy = load_ground_truth(seq_dirs[0]) is not None
+    layout = store_layout(width, height, frame_shape, scfg["num_frames"], scfg["event_chunks"], len(questions), toy)
     identity = {"stage": "samples", "split": split, "data": data, "samples": scfg}
     group = store.open_for_writing(out, layout, identity, SHARD_ROWS, resume=False)
     group.attrs.update(
@@ -129,6 +144,8 @@ def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
     for seq_dir in progress:
         with Sequence(seq_dir, resolution) as seq:
             gt = load_ground_truth(seq_dir)
+            if (gt is not None) != toy:
+                raise DataError(f"{seq_dir}: {'has' if gt else 'lacks'} {GROUND_TRUTH_PATH}, unlike {seq_dirs[0]}")
             for w in windows_of(seq, window_us):
                 if limit >= 0 and n_written + len(pending) >= limit:
                     break
@@ -143,6 +160,10 @@ def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
                     sequence=w.sequence,
                     answers=np.array(answers(questions, wgt), dtype=object),
                 )
+                if toy:
+                    row.update(
+                        object_maps=read_object_maps(seq_dir, row["frame_index"]), objects=json.dumps(wgt["objects"])
+                    )
                 pending.append(row)
                 if len(pending) == SHARD_ROWS:
                     n_written = store.append_rows(group, _stack(pending, layout))

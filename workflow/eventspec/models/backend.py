@@ -70,6 +70,12 @@ class Backend:
         return self.model.get_input_embeddings()
 
     @property
+    def patch_grid(self) -> int:
+        """Patches per side of the vision tower's square input."""
+        vision = self.model.config.vision_config
+        return vision.image_size // vision.patch_size
+
+    @property
     def hidden_size(self) -> int:
         return self.lm_head.in_features
 

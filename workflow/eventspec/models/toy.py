@@ -2,17 +2,23 @@
 
 Both models share one word-level tokenizer and the same LLM size; the
 verifier (Video-LLaVA) reads 8 RGB frames, the drafter (EventGPT) reads the
-event images of the same window. They are trained to answer the toy
-questions, saved with ``save_pretrained`` and reloaded through the real
-loading code, and scored per question type on the test split.
+event images of the same window. Each model's vision tower is first
+pretrained to tell which object each patch shows (from the toy world's object
+maps), then the model learns to answer the toy questions with that tower
+frozen. The two train side by side, are saved with ``save_pretrained``,
+reloaded through the real loading code and scored per question type on the
+test split.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +29,18 @@ from transformers import VideoLlavaImageProcessor
 
 from .. import store
 from ..schemas import write_json
+from ..toyworld.scene import CATEGORIES, COLORS, DIRECTIONS, SPEEDS
 from .backend import Backend, greedy_generate
 from .drafter import DrafterBackend, load_drafter
 from .eventgpt import EventGPTForCausalLM, tiny_eventgpt_config
 from .tokenizer import build_word_tokenizer
 from .verifier import PROMPT as VERIFIER_PROMPT
 from .verifier import VerifierBackend, load_verifier, visual_tokens_per_frame
+
+
+LABEL_FIELDS = {"category": CATEGORIES, "color": tuple(COLORS), "direction": DIRECTIONS, "speed": SPEEDS}
+"""What the vision towers learn to tell at each patch; class 0 of each field is "no object here"."""
+LABEL_DIRECTION = list(LABEL_FIELDS).index("direction")
 
 
 @dataclass
@@ -39,14 +51,61 @@ class ToySplit:
     event_images: np.ndarray  # [N, C, H, W, 3]
     questions: list[dict]  # [{"qid", "text"}]
     answers: np.ndarray  # [N, Q] str
+    object_maps: np.ndarray  # [N, F, H, W] uint8: 1 + object id per pixel, 0 for none
+    objects: list[list[dict]]  # per window: its objects' ground truth
 
     @classmethod
     def read(cls, path: str | Path) -> "ToySplit":
         group, n = store.open_committed(path)
         answers = np.asarray(group["answers"][:n]).astype(object)
-        if (answers == "").any():
-            raise ValueError(f"{path}: toy models need reference answers for every question (toy question set)")
-        return cls(np.asarray(group["frames"][:n]), np.asarray(group["event_images"][:n]), group.attrs["questions"], answers)
+        if (answers == "").any() or "object_maps" not in group:
+            raise ValueError(f"{path}: toy models need a toy-world sample store (reference answers and object maps)")
+        return cls(
+            np.asarray(group["frames"][:n]),
+            np.asarray(group["event_images"][:n]),
+            group.attrs["questions"],
+            answers,
+            np.asarray(group["object_maps"][:n]),
+            [json.loads(o) for o in group["objects"][:n]],
+        )
+
+
+def object_attributes(split: ToySplit) -> torch.Tensor:
+    """[N, 1 + max objects, len(LABEL_FIELDS)]: row k holds the class ids of the object labelled k in the
+    object maps (row 0, "no object", is all zeros)."""
+    n_ids = int(split.object_maps.max(initial=0))
+    attributes = torch.zeros((len(split.objects), n_ids + 1, len(LABEL_FIELDS)), dtype=torch.long)
+    for n, objects in enumerate(split.objects):
+        for obj in objects:
+            attributes[n, obj["id"] + 1] = torch.tensor([v.index(obj[f]) + 1 for f, v in LABEL_FIELDS.items()])
+    return attributes
+
+
+def resize_object_maps(maps: np.ndarray, size: int) -> torch.Tensor:
+    """Object maps [N, F, H, W] resampled (nearest) to the square ``size`` the image processors resize frames to."""
+    rows = ((np.arange(size) + 0.5) * maps.shape[2] / size).astype(int)
+    cols = ((np.arange(size) + 0.5) * maps.shape[3] / size).astype(int)
+    return torch.from_numpy(np.ascontiguousarray(maps[:, :, rows][:, :, :, cols])).long()
+
+
+def patch_labels(maps: torch.Tensor, attributes: torch.Tensor, grid: int, per_frame: bool, min_cover: float):
+    """[B, L, grid, grid, len(LABEL_FIELDS)] class ids of the object covering most of each patch (0 = none).
+
+    ``maps`` [B, F, S, S] hold, per pixel, a row of ``attributes`` [B, K, fields]
+    (0 = no object). L is F with ``per_frame``; otherwise 1, the coverage
+    summed over the window's frames (for tokens that average the window, like
+    EventGPT's spatial tokens). An object labels a patch only if it covers at
+    least ``min_cover`` of it.
+    """
+    b, f, size, _ = maps.shape
+    one_hot = torch.nn.functional.one_hot(maps, attributes.shape[1]).float()  # B F S S K
+    cover = one_hot.unflatten(2, (grid, size // grid)).unflatten(4, (grid, size // grid)).mean(dim=(3, 5))
+    if not per_frame:
+        cover = cover.mean(dim=1, keepdim=True)
+    best = cover[..., 1:].argmax(dim=-1) + 1
+    best[cover[..., 1:].amax(dim=-1) < min_cover] = 0
+    rows = torch.arange(b)[:, None, None, None]
+    return attributes[rows, best]
 
 
 def corpus(split: ToySplit) -> list[str]:
@@ -192,43 +251,59 @@ def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_share: float):
     )
 
 
-def answer_word_targets(backend: Backend, split: ToySplit) -> torch.Tensor:
-    """[N, vocab] multi-hot: which tokens occur in any reference answer of each window."""
-    tok = backend.tokenizer
-    targets = torch.zeros(len(split.answers), len(tok))
-    for w, row in enumerate(split.answers):
-        ids = {i for a in row for i in tok(a, add_special_tokens=False)["input_ids"]}
-        targets[w, sorted(ids)] = 1.0
-    return targets
+def shift_and_mirror(pixels: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator):
+    """Augment a batch of windows alike across their frames: a random sideways shift by whole patches (wrapping
+    around) and a mirror for half of them, which swaps the left/right direction labels."""
+    grid = labels.shape[3]
+    step = pixels.shape[-1] // grid
+    shifts = rng.integers(0, grid, size=len(pixels))
+    mirror = torch.from_numpy(rng.random(len(pixels)) < 0.5)
+    pixels = torch.stack([x.roll(int(s) * step, dims=-1) for x, s in zip(pixels, shifts)])
+    labels = torch.stack([y.roll(int(s), dims=2) for y, s in zip(labels, shifts)])
+    pixels = torch.where(mirror[:, None, None, None, None], pixels.flip(-1), pixels)
+    mirrored = labels.flip(3)
+    direction = mirrored[..., LABEL_DIRECTION]
+    left, right = DIRECTIONS.index("left") + 1, DIRECTIONS.index("right") + 1
+    mirrored[..., LABEL_DIRECTION] = torch.where(direction == left, right, torch.where(direction == right, left, direction))
+    return pixels, torch.where(mirror[:, None, None, None, None], mirrored, labels)
 
 
 def pretrain_vision(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
-    """Pretrain the vision tower and projector to tell which answer words fit a window.
+    """Pretrain the vision tower and projector to tell, at every patch, which object is there.
 
     Real VLMs start from a pretrained CLIP; a tower trained from scratch only
-    through the LLM gets a gradient diluted over every visual token and the
-    LLM settles on the language prior first. Here a linear head on the
-    mean- and max-pooled visual tokens predicts the bag of answer words (BCE),
-    so every token learns features that tell objects, colours and motion
-    apart; the head is then dropped and the whole model is trained as a VLM.
+    through the LLM gets a gradient diluted over every visual token, and the
+    LLM settles on the language prior first. Here linear heads on each patch
+    token predict the category, colour, direction and speed of the object
+    covering that patch (from the toy world's object maps), so every token
+    learns local features; the heads are then dropped and the whole model is
+    trained as a VLM.
     """
     model = backend.model.train()
-    visual = precompute_visual(backend, images)
-    targets = answer_word_targets(backend, split)
-    head = torch.nn.Linear(2 * backend.hidden_size, targets.shape[1])
-    params = [p for p in model.parameters()] + list(head.parameters())
+    (key, pixels), = precompute_visual(backend, images).items()
+    maps = resize_object_maps(split.object_maps, pixels.shape[-1])
+    attributes = object_attributes(split)
+    grid, per_frame, cover = backend.patch_grid, backend.patch_tokens_per_frame, cfg["min_patch_cover"]
+    labels = torch.cat(
+        [patch_labels(maps[i : i + 64], attributes[i : i + 64], grid, per_frame, cover) for i in range(0, len(maps), 64)]
+    )
+    heads = torch.nn.ModuleList([torch.nn.Linear(backend.hidden_size, len(v) + 1) for v in LABEL_FIELDS.values()])
+    params = list(model.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=cfg["vision_lr"], weight_decay=0.01)
     rng = np.random.default_rng(seed)
     batch = cfg["batch_windows"] * 4
-    n_batches = math.ceil(len(targets) / batch)
+    n_batches = math.ceil(len(pixels) / batch)
     sched = warmup_cosine(opt, cfg["vision_epochs"] * n_batches, cfg["warmup"])
     history = []
     for epoch in tqdm(range(cfg["vision_epochs"]), desc=desc, unit="epoch"):
         losses = []
-        for windows in np.array_split(rng.permutation(len(targets)), n_batches):
-            tokens = backend.encode_visual({k: v[windows] for k, v in visual.items()})
-            pooled = torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(pooled), targets[windows])
+        for windows in np.array_split(rng.permutation(len(pixels)), n_batches):
+            x, y = shift_and_mirror(pixels[windows], labels[windows], rng)
+            tokens = backend.patch_tokens(backend.encode_visual({key: x}))
+            loss = sum(
+                torch.nn.functional.cross_entropy(head(tokens).flatten(0, -2), y[..., k].flatten())
+                for k, head in enumerate(heads)
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -244,15 +319,19 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
 
     All questions of a window are packed into one sequence behind a single
     copy of the visual prompt (each question attends to the prompt and to
-    itself only), so the visual tokens are processed once per window.
+    itself only), so the visual tokens are processed once per window. The
+    pretrained vision tower stays frozen: trained on, it drifts towards
+    memorising the training scenes.
     """
     model = backend.model.train()
+    backend.vision_tower.requires_grad_(False)
     visual = precompute_visual(backend, images)
     text = PackedText.encode(backend, split)
     n_windows = len(split.answers)
     batch = cfg["batch_windows"]
     total = cfg["epochs"] * math.ceil(n_windows / batch)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.01)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.01)
     sched = warmup_cosine(opt, total, cfg["warmup"])
     rng = np.random.default_rng(seed)
     history = []
@@ -268,7 +347,7 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
             )
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             losses.append(loss.item())
@@ -298,45 +377,65 @@ def answer_accuracy(backend: Backend, images: np.ndarray, split: ToySplit, max_n
     return {"overall": float(correct.mean()), "per_question": per_type, "n_windows": int(n_windows)}
 
 
+MODEL_NAMES = ("verifier", "drafter")
+
+
 def build_toy_models(train_store, test_store, out: dict[str, Path], cfg: dict) -> dict:
-    """Train the toy pair, save each to ``out[name]``, evaluate the reloaded models; return the report."""
-    torch.set_num_threads(cfg["threads"])
+    """Train the toy pair, save each to ``out[name]``, evaluate the reloaded models; return the report.
+
+    The two models train side by side, one spawned process each, sharing
+    ``cfg["threads"]``: tiny models keep one core busier than two.
+    """
+    workers = min(len(MODEL_NAMES), cfg["threads"])
+    threads = max(1, cfg["threads"] // workers)
+    jobs = {name: (name, train_store, test_store, Path(out[name]), cfg, threads) for name in MODEL_NAMES}
+    if workers == 1:
+        report = {name: build_toy_model(*job) for name, job in jobs.items()}
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = {name: pool.submit(build_toy_model, *job) for name, job in jobs.items()}
+            report = {name: future.result() for name, future in futures.items()}
+    report["visual_token_ratio"] = report["verifier"]["visual_tokens"] / report["drafter"]["visual_tokens"]
+    return report
+
+
+def build_toy_model(name: str, train_store, test_store, out: Path, cfg: dict, threads: int) -> dict:
+    """Train one toy model (``verifier`` or ``drafter``), save it to ``out``, reload and score it on the test split."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(cfg["seed"])
     train_split, test_split = ToySplit.read(train_store), ToySplit.read(test_store)
     tokenizer = build_word_tokenizer(corpus(train_split) + corpus(test_split))
     image_size = cfg["image_size"]
-    processor = VideoLlavaImageProcessor(
-        size={"height": image_size, "width": image_size},
-        crop_size={"height": image_size, "width": image_size},
-        do_center_crop=False,
-    )
-    models = {
-        "verifier": VerifierBackend(
-            tiny_verifier(tokenizer, cfg, image_size, train_split.frames.shape[1]), tokenizer, processor
-        ),
-        "drafter": DrafterBackend(tiny_drafter(tokenizer, cfg, image_size, train_split.event_images.shape[1]), tokenizer),
+    start = time.perf_counter()
+    if name == "verifier":
+        processor = VideoLlavaImageProcessor(
+            size={"height": image_size, "width": image_size},
+            crop_size={"height": image_size, "width": image_size},
+            do_center_crop=False,
+        )
+        model = tiny_verifier(tokenizer, cfg, image_size, train_split.frames.shape[1])
+        backend, images = VerifierBackend(model, tokenizer, processor), train_split.frames
+    else:
+        model = tiny_drafter(tokenizer, cfg, image_size, train_split.event_images.shape[1])
+        backend, images = DrafterBackend(model, tokenizer), train_split.event_images
+    model_cfg = cfg | cfg[name]
+    vision_history = pretrain_vision(backend, images, train_split, model_cfg, cfg["seed"], f"vision {name}")
+    history = train(backend, images, train_split, model_cfg, cfg["seed"], f"train {name}")
+    backend.model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    if name == "verifier":
+        processor.save_pretrained(out)
+    print(f"{name}: trained in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if name == "verifier":
+        reloaded, test_images = load_verifier(out), test_split.frames
+    else:
+        reloaded, test_images = load_drafter(out), test_split.event_images
+    return {
+        "history": history,
+        "vision_history": vision_history,
+        "test": answer_accuracy(reloaded, test_images, test_split, cfg["max_new_tokens"]),
+        "visual_tokens": reloaded.num_visual_tokens,
     }
-    report = {}
-    for name, backend in models.items():
-        images = train_split.frames if name == "verifier" else train_split.event_images
-        start = time.perf_counter()
-        torch.manual_seed(cfg["seed"])
-        model_cfg = cfg | cfg[name]
-        vision_history = pretrain_vision(backend, images, train_split, model_cfg, cfg["seed"], f"vision {name}")
-        history = train(backend, images, train_split, model_cfg, cfg["seed"], f"train {name}")
-        path = Path(out[name])
-        backend.model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        if name == "verifier":
-            processor.save_pretrained(path)
-        report[name] = {"history": history, "vision_history": vision_history}
-        print(f"{name}: trained in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    reloaded = {"verifier": load_verifier(out["verifier"]), "drafter": load_drafter(out["drafter"])}
-    for name, backend in reloaded.items():
-        images = test_split.frames if name == "verifier" else test_split.event_images
-        report[name]["test"] = answer_accuracy(backend, images, test_split, cfg["max_new_tokens"])
-        report[name]["visual_tokens"] = backend.num_visual_tokens
-    report["visual_token_ratio"] = report["verifier"]["visual_tokens"] / report["drafter"]["visual_tokens"]
-    return report
 
 
 def write_eval(report: dict, path) -> None:

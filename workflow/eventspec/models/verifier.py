@@ -36,6 +36,18 @@ class VerifierBackend(Backend):
     def prompt(self, question: str) -> str:
         return PROMPT.format(question=question).replace(VIDEO_TOKEN, VIDEO_TOKEN * self.num_visual_tokens)
 
+    patch_tokens_per_frame = True
+
+    @property
+    def vision_tower(self) -> torch.nn.Module:
+        return self.model.model.video_tower
+
+    def patch_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Visual tokens [B, F x (1 + grid^2), D] -> the patch tokens of each frame [B, F, grid, grid, D]."""
+        grid = self.patch_grid
+        per_frame = tokens.unflatten(1, (-1, grid * grid + 1))[:, :, 1:]
+        return per_frame.unflatten(2, (grid, grid))
+
     def encode_visual(self, visual: dict[str, torch.Tensor]) -> torch.Tensor:
         """Visual tokens [B, F x tokens per frame, D] in the LLM's space (what replaces the video placeholders)."""
         pixels = visual["pixel_values_videos"]

@@ -2,7 +2,8 @@
 
 One sequence = sample a scene, render it at ``render_rate_hz``, feed each render's
 luminance to the event simulator, keep every (render_rate / frame_rate)-th render
-as an RGB frame, and write it all with :mod:`eventspec.toyworld.writer`.
+as an RGB frame (with a map of which object each pixel shows), and write it all
+with :mod:`eventspec.toyworld.writer`.
 
 Each sequence has its own seed, derived from the world seed, the split and the
 index only, so sequences do not depend on how many others there are nor on the
@@ -92,7 +93,13 @@ def simulate_sequence(name: str, toy_cfg: dict, seed: int) -> SequenceData:
     )
     width, height = toy_cfg["width"], toy_cfg["height"]
     scene = sample_scene(
-        scene_rng, width, height, toy_cfg["duration_s"], toy_cfg["night_fraction"], toy_cfg["max_objects"]
+        scene_rng,
+        width,
+        height,
+        toy_cfg["duration_s"],
+        toy_cfg["night_fraction"],
+        toy_cfg["max_objects"],
+        street_seed=toy_cfg["seed"],
     )
     sim_cfg = toy_cfg["simulator"]
     simulator = EventSimulator(
@@ -109,6 +116,7 @@ def simulate_sequence(name: str, toy_cfg: dict, seed: int) -> SequenceData:
 
     batches: list[EventBatch] = []
     frames: list[np.ndarray] = []
+    object_maps: list[np.ndarray] = []
     frame_times: list[int] = []
     for step in range(n_renders + 1):
         t_us = round(step * 1_000_000 / render_rate)
@@ -119,6 +127,7 @@ def simulate_sequence(name: str, toy_cfg: dict, seed: int) -> SequenceData:
             batches.append(simulator.step(luminance(image), t_us))
         if step % renders_per_frame == 0 and step < n_renders:
             frames.append(to_frame(image, frame_rng, frame_noise))
+            object_maps.append(scene.object_map(t_us * 1e-6))
             frame_times.append(t_us)
 
     t_offset = int(clock_rng.integers(*T_OFFSET_RANGE_US))
@@ -132,6 +141,7 @@ def simulate_sequence(name: str, toy_cfg: dict, seed: int) -> SequenceData:
         frames=frames,
         frame_times_us=frame_times_us,
         ground_truth=ground_truth(name, scene, frame_times_us, t_offset),
+        object_maps=object_maps,
     )
 
 

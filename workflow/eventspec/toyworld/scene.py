@@ -1,14 +1,18 @@
 """Toy road scenes: what is in them (the ground truth) and how they look.
 
 A fixed camera looks across a road: sky, distant buildings, a grey road band with
-lane markings, a sidewalk. The background is static, so only moving objects (and
-sensor noise) produce events. Each object is a category (car, truck, pedestrian,
+lane markings, a sidewalk. It is the same street in every sequence of a world (the
+``street_seed``), by day or by night, like a traffic camera; the traffic changes.
+The background is static, so only moving objects (and sensor noise) produce events. Each object is a category (car, truck, pedestrian,
 cyclist) with a colour, a direction and a speed:
 
-- left / right: crosses the image horizontally in one of three lanes;
-- approaching: appears small in the distance (fading in from the haze), grows and
-  moves down until it leaves the image at the bottom;
-- receding: the reverse, fading out in the distance.
+- left / right: crosses the image horizontally in one of three lanes, side on,
+  facing where it goes;
+- approaching: seen from the front, grows and moves down the road towards the camera;
+- receding: seen from the back, shrinks and moves up the road away from it.
+
+Objects stay wholly in view and (almost) unoccluded for the whole sequence, so
+what a window shows is what its ground truth says.
 
 Images are linear-intensity RGB (float32, ~0..1; lights at night may exceed 1).
 Objects are sprites drawn once at high resolution and composited with exact
@@ -41,27 +45,36 @@ SPEEDS = ("slow", "fast")
 
 REFERENCE_HEIGHT_PX = 72
 """Sprite sizes are given in units of ``height / REFERENCE_HEIGHT_PX`` pixels."""
-OBJECT_SCALE = 1.6
-"""Sprite units per reference pixel: objects large enough for a tiny ViT (16 px patches at 64 px) to see."""
+OBJECT_SCALE = 1.4
+"""Sprite units per reference pixel: large enough for a tiny ViT (16 px patches at 64 px) to see, small enough
+that three objects fit side by side."""
 SUPERSAMPLE = 4
 """Sprite raster pixels per sprite unit."""
 
 NIGHT_OBJECT_LIGHT = 0.2
 NIGHT_BACKGROUND_LIGHT = 0.07
 
-HORIZONTAL_SPEED = {"slow": 0.05, "fast": 0.15}
-"""Image widths per second for left/right motion."""
-DEPTH_GROWTH_PER_S = {"slow": 1.12, "fast": 1.35}
+HORIZONTAL_SPEED = {"slow": 0.08, "fast": 0.24}
+"""Image widths per second for left/right motion: fast is three times slow, so a 1 s window tells them apart."""
+DEPTH_GROWTH_PER_S = {"slow": 1.25, "fast": 1.8}
 """Apparent size factor per second for approaching motion (its inverse for receding)."""
 DEPTH_DIRECTIONS = ("approaching", "receding")
 LANES = ((0.60, 1.0), (0.72, 1.2), (0.85, 1.4))
 """(object bottom as a fraction of the height, scale) for left/right motion, far to near."""
-FAR_BOTTOM, NEAR_BOTTOM, FAR_SCALE, NEAR_SCALE = 0.62, 0.95, 0.7, 1.6
-"""The depth path runs between a small object standing at FAR_BOTTOM and a large one at NEAR_BOTTOM (fractions
-of the height); its scale stays within [FAR_SCALE / growth, NEAR_SCALE]."""
+FAR_SCALE, NEAR_SCALE = 0.7, 1.6
+"""Scale range of an object moving in depth."""
+GROUND_HORIZON, GROUND_SLOPE = 0.363, 0.367
+"""On a flat road an object's bottom sits GROUND_HORIZON + GROUND_SLOPE * scale down the image (fractions of the
+height): a depth mover grows and descends together, from 0.62 at FAR_SCALE to 0.95 at NEAR_SCALE."""
 EMPTY_SCENE_PROBABILITY = 0.12
 VISIBLE_FRACTION = 0.5
 """An object counts as visible when at least this share of it is inside the image (and not faded)."""
+MAX_HIDDEN_FRACTION = 0.1
+"""No object may ever have more than this share of its silhouette hidden behind others."""
+PLACEMENT_ATTEMPTS = 40
+"""Random paths tried per object before the scene makes do with fewer objects."""
+OCCLUSION_CHECKS = 9
+"""Instants, evenly spread over the sequence, at which occlusion is checked (motion is smooth between them)."""
 
 ROAD_TOP, ROAD_BOTTOM = 0.50, 0.90
 LANE_MARKINGS = (0.66, 0.78)
@@ -181,11 +194,25 @@ class Scene:
     def render(self, t_s: float) -> np.ndarray:
         """Linear-intensity RGB image (height, width, 3) at time ``t_s``; far objects are drawn first."""
         image = self.background.copy()
-        posed = [(obj, obj.pose(t_s)) for obj in self.objects]
-        posed = sorted(((o, p) for o, p in posed if p is not None), key=lambda item: item[1].y0 + item[1].height)
-        for obj, pose in posed:
+        for obj, pose in self.back_to_front(t_s):
             composite_sprite(image, obj.sprite, pose)
         return image
+
+    def back_to_front(self, t_s: float) -> list[tuple[SceneObject, Pose]]:
+        """The objects present at ``t_s`` with their poses, in drawing order: lower bottom edge = nearer = later."""
+        posed = [(obj, obj.pose(t_s)) for obj in self.objects]
+        return sorted(((o, p) for o, p in posed if p is not None), key=lambda item: item[1].y0 + item[1].height)
+
+    def object_map(self, t_s: float) -> np.ndarray:
+        """uint8 (height, width): 1 + the id of the front-most object covering at least half of each pixel, else 0."""
+        labels = np.zeros((self.height, self.width), dtype=np.uint8)
+        for obj, pose in self.back_to_front(t_s):
+            placed = resample_sprite(obj.sprite, pose, self.height, self.width)
+            if placed is not None:
+                (r0, c0), patch = placed
+                region = labels[r0 : r0 + patch.shape[1], c0 : c0 + patch.shape[2]]
+                region[patch[3] >= 0.5] = obj.id + 1
+        return labels
 
     def visible_ids(self, t_s: float) -> list[int]:
         visible = []
@@ -206,19 +233,48 @@ def luminance(image: np.ndarray) -> np.ndarray:
 
 def composite_sprite(image: np.ndarray, sprite: Sprite, pose: Pose) -> None:
     """Draw ``sprite`` over ``image`` in place, area-averaging the sprite over each image pixel."""
-    height, width = image.shape[:2]
+    placed = resample_sprite(sprite, pose, *image.shape[:2])
+    if placed is None:
+        return
+    (r0, c0), patch = placed
+    region = image[r0 : r0 + patch.shape[1], c0 : c0 + patch.shape[2]]
+    region *= (1.0 - patch[3].astype(image.dtype))[..., None]
+    region += patch[:3].transpose(1, 2, 0).astype(image.dtype)
+
+
+def resample_sprite(sprite: Sprite, pose: Pose, height: int, width: int) -> tuple[tuple[int, int], np.ndarray] | None:
+    """The sprite's premultiplied RGBA averaged over the image pixels it covers, with that region's top-left
+    (row, column); None when it lies wholly outside the image."""
     c0, c1 = max(0, math.floor(pose.x0)), min(width, math.ceil(pose.x0 + pose.width))
     r0, r1 = max(0, math.floor(pose.y0)), min(height, math.ceil(pose.y0 + pose.height))
     if c0 >= c1 or r0 >= r1:
-        return
+        return None
     scale = SUPERSAMPLE / pose.px_per_unit
     xs = np.clip((np.arange(c0, c1 + 1) - pose.x0) * scale, 0.0, sprite.raster.shape[2])
     ys = np.clip((np.arange(r0, r1 + 1) - pose.y0) * scale, 0.0, sprite.raster.shape[1])
     corners = _sample_integral(sprite.integral, ys, xs)
-    patch = (np.diff(np.diff(corners, axis=1), axis=2) * (1.0 / scale**2)).astype(image.dtype)
-    region = image[r0:r1, c0:c1]
-    region *= (1.0 - patch[3])[..., None]
-    region += patch[:3].transpose(1, 2, 0)
+    return (r0, c0), np.diff(np.diff(corners, axis=1), axis=2) * (1.0 / scale**2)
+
+
+def hidden_fractions(objects: list[SceneObject], t_s: float, width: int, height: int) -> list[float]:
+    """For each object, the share of its silhouette that objects drawn in front of it cover at ``t_s``."""
+    alphas = []
+    for obj in objects:
+        alpha = np.zeros((height, width))
+        placed = resample_sprite(obj.sprite, obj.pose(t_s), height, width)
+        if placed is not None:
+            (r0, c0), patch = placed
+            alpha[r0 : r0 + patch.shape[1], c0 : c0 + patch.shape[2]] = patch[3]
+        alphas.append(alpha)
+    depth = [obj.pose(t_s).y0 + obj.pose(t_s).height for obj in objects]
+    hidden = []
+    for i, alpha in enumerate(alphas):
+        clear = np.ones_like(alpha)
+        for j, other in enumerate(alphas):
+            if depth[j] > depth[i] or (depth[j] == depth[i] and j > i):
+                clear *= 1.0 - other
+        hidden.append(float((alpha * (1.0 - clear)).sum() / max(alpha.sum(), 1e-9)))
+    return hidden
 
 
 def _sample_integral(integral: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -252,6 +308,8 @@ class _Parts:
     trousers: np.ndarray
     headlight: np.ndarray
     taillight: np.ndarray
+    hair: np.ndarray
+    plate: np.ndarray
 
     @staticmethod
     def lit(color: str, night: bool) -> _Parts:
@@ -268,6 +326,8 @@ class _Parts:
             trousers=rgb((0.12, 0.12, 0.18)),
             headlight=rgb((1.6, 1.5, 1.2) if night else (0.75, 0.75, 0.65), 1.0),
             taillight=rgb((0.9, 0.05, 0.04) if night else (0.55, 0.03, 0.03), 1.0),
+            hair=rgb((0.08, 0.05, 0.03)),
+            plate=rgb((0.8, 0.8, 0.72)),
         )
 
 
@@ -355,12 +415,88 @@ def _draw_cyclist(parts: _Parts, night: bool) -> _Canvas:
     return c
 
 
-_DRAWERS = {"car": _draw_car, "truck": _draw_truck, "pedestrian": _draw_pedestrian, "cyclist": _draw_cyclist}
+def _draw_car_end(parts: _Parts, front: bool) -> _Canvas:
+    """A car seen from the front (headlights, dark grille) or the back (taillights, light plate): 11 x 9 units."""
+    c = _Canvas(11, 9)
+    c.rect(0, 3.5, 11, 7.5, parts.body)
+    c.rect(1.5, 0, 9.5, 4, parts.body)
+    c.rect(2.3, 0.8, 8.7, 3.6, parts.glass)
+    for x in (0.6, 8.6):
+        c.rect(x, 7, x + 1.8, 9, parts.tyre)
+    for x in (0.5, 8.5):
+        c.rect(x, 4.3, x + 2, 5.8, parts.headlight if front else parts.taillight)
+    c.rect(3.5, 5.0, 7.5, 6.5, parts.tyre if front else parts.plate)
+    return c
 
 
-def make_sprite(category: str, color: str, night: bool) -> Sprite:
-    """The sprite of an object, facing right, lit for day or night."""
-    return _DRAWERS[category](_Parts.lit(color, night), night).sprite()
+def _draw_truck_end(parts: _Parts, front: bool) -> _Canvas:
+    """A truck seen from the front (cab, windscreen, headlights) or the back (cargo doors, taillights): 15 x 17."""
+    c = _Canvas(15, 17)
+    if front:
+        c.rect(0, 0, 15, 5, parts.body)
+        c.rect(1, 4.5, 14, 14, parts.body)
+        c.rect(2, 5.5, 13, 9, parts.glass)
+        c.rect(5, 10, 10, 13, parts.tyre)
+    else:
+        c.rect(0, 0, 15, 14, parts.body)
+        c.rect(7.3, 1, 7.7, 13, parts.tyre)
+        c.rect(0, 13, 15, 14.5, parts.tyre)
+    for x in (1.5, 11.5):
+        c.rect(x, 10.5, x + 2, 12, parts.headlight if front else parts.taillight)
+    for x in (1, 11.5):
+        c.rect(x, 14, x + 2.5, 17, parts.tyre)
+    return c
+
+
+def _draw_pedestrian_end(parts: _Parts, front: bool) -> _Canvas:
+    """A pedestrian facing the camera (face, hands) or walking away (hair, backpack): 5 x 14 units."""
+    c = _Canvas(5, 14)
+    c.disk(2.5, 1.5, 1.4, parts.skin if front else parts.hair)
+    c.rect(0.8, 3, 4.2, 8.5, parts.body)
+    for x in (0.2, 4.2):
+        c.rect(x, 3.3, x + 0.6, 7.5, parts.body)
+        if front:
+            c.rect(x, 7.5, x + 0.6, 8.3, parts.skin)
+    if not front:
+        c.rect(1.4, 3.6, 3.6, 7, parts.trousers)
+    c.rect(1.0, 8.5, 2.2, 14, parts.trousers)
+    c.rect(2.8, 8.5, 4.0, 14, parts.trousers)
+    return c
+
+
+def _draw_cyclist_end(parts: _Parts, front: bool) -> _Canvas:
+    """A cyclist seen head-on (front lamp) or from behind (red rear light), wide handlebar, one thick wheel:
+    8 x 13 units."""
+    c = _Canvas(8, 13)
+    c.rect(3.2, 7.5, 4.8, 13, parts.tyre)
+    c.rect(2, 2.5, 6, 7.5, parts.body)
+    c.disk(4, 1.3, 1.3, parts.skin if front else parts.hair)
+    c.rect(0, 4, 8, 5, parts.tyre)
+    c.rect(2.2, 7.5, 3.0, 11, parts.trousers)
+    c.rect(5.0, 7.5, 5.8, 11, parts.trousers)
+    if front:
+        c.disk(4, 6.0, 0.8, parts.headlight)
+    else:
+        c.disk(4, 8.5, 0.7, parts.taillight)
+    return c
+
+
+_SIDE_VIEWS = {"car": _draw_car, "truck": _draw_truck, "pedestrian": _draw_pedestrian, "cyclist": _draw_cyclist}
+_END_VIEWS = {
+    "car": _draw_car_end,
+    "truck": _draw_truck_end,
+    "pedestrian": _draw_pedestrian_end,
+    "cyclist": _draw_cyclist_end,
+}
+VIEWS = ("side", "front", "back")
+
+
+def make_sprite(category: str, color: str, night: bool, view: str = "side") -> Sprite:
+    """The sprite of an object lit for day or night: its side facing right, its front, or its back."""
+    parts = _Parts.lit(color, night)
+    if view == "side":
+        return _SIDE_VIEWS[category](parts, night).sprite()
+    return _END_VIEWS[category](parts, view == "front").sprite()
 
 
 # ----------------------------------------------------------------------------- background
@@ -438,30 +574,53 @@ def _street_lamps(rng: np.random.Generator, u: np.ndarray, v: np.ndarray) -> np.
 
 
 def sample_scene(
-    rng: np.random.Generator, width: int, height: int, duration_s: float, night_fraction: float, max_objects: int
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    duration_s: float,
+    night_fraction: float,
+    max_objects: int,
+    street_seed: int | None = None,
 ) -> Scene:
-    """A random scene: day or night, and 0..max_objects objects in view for the whole sequence.
+    """A random scene: day or night, and 0..max_objects objects in plain view for the whole sequence.
 
     Every object stays wholly inside the image from the first frame to the
-    last, so each window's ground truth is unambiguous: what a window shows is
-    what its answers say. At most one object moves in depth (approaching or
-    receding), so it never hides behind another one on its way.
+    last and never has more than MAX_HIDDEN_FRACTION of it hidden behind
+    another one, so each window's ground truth is unambiguous: what a window
+    shows is what its answers say. At most one object moves in depth
+    (approaching or receding). Objects are placed one by one on random paths;
+    one that finds no clear path in PLACEMENT_ATTEMPTS tries is left out. The
+    street comes from ``street_seed`` when given, else from ``rng``.
     """
     night = bool(rng.random() < night_fraction)
-    background = render_background(rng, width, height, night)
+    street_rng = rng if street_seed is None else np.random.default_rng(street_seed)
+    background = render_background(street_rng, width, height, night)
     n_objects = _sample_object_count(rng, max_objects)
     categories = _distinct_choices(rng, CATEGORIES, n_objects)
     colors = _distinct_choices(rng, tuple(COLORS), n_objects)
     free_lanes = list(range(len(LANES)))
-    objects = []
-    for i in range(n_objects):
-        depth_taken = any(o.direction in DEPTH_DIRECTIONS for o in objects)
-        directions = [d for d in DIRECTIONS if not (depth_taken and d in DEPTH_DIRECTIONS)]
-        direction = str(rng.choice(directions))
-        objects.append(
-            _sample_object(rng, i, categories[i], colors[i], direction, width, height, night, free_lanes, duration_s)
-        )
+    objects: list[SceneObject] = []
+    for category, color in zip(categories, colors):
+        for _ in range(PLACEMENT_ATTEMPTS):
+            lanes = list(free_lanes)
+            depth_taken = any(o.direction in DEPTH_DIRECTIONS for o in objects)
+            directions = [d for d in DIRECTIONS if not (depth_taken and d in DEPTH_DIRECTIONS)]
+            direction = str(rng.choice(directions))
+            candidate = _sample_object(
+                rng, len(objects), category, color, direction, width, height, night, lanes, duration_s
+            )
+            if _in_plain_view([*objects, candidate], width, height, duration_s):
+                objects.append(candidate)
+                free_lanes = lanes
+                break
     return Scene(width, height, "night" if night else "day", background, tuple(objects))
+
+
+def _in_plain_view(objects: list[SceneObject], width: int, height: int, duration_s: float) -> bool:
+    return all(
+        max(hidden_fractions(objects, t, width, height)) <= MAX_HIDDEN_FRACTION
+        for t in np.linspace(0.0, duration_s, OCCLUSION_CHECKS)
+    )
 
 
 def _sample_object_count(rng: np.random.Generator, max_objects: int) -> int:
@@ -494,7 +653,8 @@ def _sample_object(
 ) -> SceneObject:
     """An object moving at a random speed along a path that stays inside the image for ``duration_s``."""
     speed = str(rng.choice(SPEEDS))
-    sprite = make_sprite(category, color, night)
+    view = {"approaching": "front", "receding": "back"}.get(direction, "side")
+    sprite = make_sprite(category, color, night, view)
     unit_px = OBJECT_SCALE * height / REFERENCE_HEIGHT_PX
     if direction in ("left", "right"):
         lane = _take_lane(rng, free_lanes)
@@ -507,15 +667,15 @@ def _sample_object(
         if direction == "left":
             start, end, sprite = end, start, sprite.flipped()
     else:
-        center = rng.uniform(0.35, 0.65) * width
-        drift = rng.uniform(-0.08, 0.08) * width
         growth = DEPTH_GROWTH_PER_S[speed] ** duration_s
-        far_scale = min(FAR_SCALE, NEAR_SCALE / growth)
-        far = Placement(center, FAR_BOTTOM * height, unit_px * far_scale)
-        near = Placement(center + drift, NEAR_BOTTOM * height, unit_px * far_scale * growth)
+        far_scale = rng.uniform(FAR_SCALE, max(NEAR_SCALE / growth, FAR_SCALE))
+        near_scale = far_scale * growth
+        drift = rng.uniform(-0.08, 0.08) * width
+        margin = sprite.width_units * unit_px * near_scale / 2 + abs(drift)
+        center = rng.uniform(margin, width - margin) if 2 * margin < width else width / 2
+        far = Placement(center, (GROUND_HORIZON + GROUND_SLOPE * far_scale) * height, unit_px * far_scale)
+        near = Placement(center + drift, (GROUND_HORIZON + GROUND_SLOPE * near_scale) * height, unit_px * near_scale)
         start, end = (far, near) if direction == "approaching" else (near, far)
-        if rng.random() < 0.5:
-            sprite = sprite.flipped()
     return SceneObject(obj_id, category, color, direction, speed, 0.0, float(duration_s), start, end, sprite)
 
 

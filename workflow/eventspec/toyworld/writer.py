@@ -6,6 +6,7 @@
     <seq>/images/left/rectified/%06d.png
     <seq>/images/timestamps.txt      absolute µs, same clock as t_offset + events/t
     <seq>/toy_ground_truth.json
+    <seq>/toy_objects/left/%06d.png  per frame: 1 + id of the object at each pixel, 0 for none
 
 Dtypes follow DSEC: x, y uint16; p uint8 (1 = ON); t uint32 µs relative to
 ``t_offset`` (int64 scalar, µs); ``ms_to_idx`` uint64. The events group also gets
@@ -27,12 +28,12 @@ import hdf5plugin
 import numpy as np
 from PIL import Image
 
+from eventspec.toyworld.layout import GROUND_TRUTH_PATH, OBJECT_MAPS_DIR
 from eventspec.toyworld.simulator import EventBatch
 
 EVENTS_PATH = Path("events/left/events.h5")
 FRAMES_DIR = Path("images/left/rectified")
 TIMESTAMPS_PATH = Path("images/timestamps.txt")
-GROUND_TRUTH_PATH = Path("toy_ground_truth.json")
 
 EVENT_CHUNK = 1 << 16
 BLOSC_LEVEL = 5
@@ -50,6 +51,7 @@ class SequenceData:
     frames: list[np.ndarray]
     frame_times_us: np.ndarray
     ground_truth: dict
+    object_maps: list[np.ndarray]
 
 
 def write_sequence(seq_dir: Path, data: SequenceData) -> None:
@@ -65,6 +67,7 @@ def write_sequence(seq_dir: Path, data: SequenceData) -> None:
         shutil.rmtree(partial)
     write_events_h5(partial / EVENTS_PATH, data.events, data.t_offset_us, data.duration_us, data.width, data.height)
     write_frames(partial / FRAMES_DIR, data.frames)
+    write_frames(partial / OBJECT_MAPS_DIR, data.object_maps)
     write_timestamps(partial / TIMESTAMPS_PATH, data.t_offset_us + np.asarray(data.frame_times_us, dtype=np.int64))
     write_json(partial / GROUND_TRUTH_PATH, data.ground_truth)
     if seq_dir.exists():
@@ -122,7 +125,7 @@ def _write_chunked(parent: h5py.Group, name: str, values: np.ndarray, compressio
 
 
 def write_frames(directory: Path, frames: list[np.ndarray]) -> None:
-    """RGB uint8 frames as ``%06d.png``."""
+    """uint8 frames (RGB or single-channel) as ``%06d.png``."""
     directory.mkdir(parents=True, exist_ok=True)
     for index, frame in enumerate(frames):
         image = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
