@@ -52,9 +52,7 @@ def tiny_world(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_models(tiny_world, tmp_path_factory):
     """Paths of a random tiny verifier and drafter saved like the toy_models rule saves them."""
-    from transformers import VideoLlavaImageProcessor
-
-    from eventspec.models.toy import ToySplit, corpus, tiny_drafter, tiny_verifier
+    from eventspec.models.toy import ToySplit, corpus, tiny_drafter, tiny_verifier, toy_image_processor
     from eventspec.models.tokenizer import build_word_tokenizer
 
     cfg, stores = tiny_world
@@ -65,9 +63,7 @@ def tiny_models(tiny_world, tmp_path_factory):
     size = cfg["toy_models"]["image_size"]
     verifier = tiny_verifier(tokenizer, cfg["toy_models"], size, split.frames.shape[1])
     verifier.save_pretrained(out / "verifier")
-    VideoLlavaImageProcessor(
-        size={"height": size, "width": size}, crop_size={"height": size, "width": size}, do_center_crop=False
-    ).save_pretrained(out / "verifier")
+    toy_image_processor(size).save_pretrained(out / "verifier")
     tiny_drafter(tokenizer, cfg["toy_models"], size, split.event_images.shape[1]).save_pretrained(out / "drafter")
     for name in ("verifier", "drafter"):
         tokenizer.save_pretrained(out / name)

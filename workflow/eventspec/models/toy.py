@@ -140,6 +140,13 @@ def tiny_verifier(tokenizer, cfg: dict, image_size: int, num_frames: int) -> Vid
     return VideoLlavaForConditionalGeneration(config)
 
 
+def toy_image_processor(size: int) -> VideoLlavaImageProcessor:
+    """The toy verifier's frame processor: the whole frame resized to ``size`` x ``size``, no crop."""
+    return VideoLlavaImageProcessor(
+        size={"height": size, "width": size}, crop_size={"height": size, "width": size}, do_center_crop=False
+    )
+
+
 def llm_kwargs(tokenizer, cfg: dict) -> dict:
     llm = cfg["llm"]
     return dict(
@@ -251,6 +258,16 @@ def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_share: float):
     )
 
 
+def optimizer_step(opt: torch.optim.Optimizer, sched, params: list, loss: torch.Tensor) -> float:
+    """Backpropagate ``loss``, clip the gradient norm to 1, step optimiser and schedule; return the loss."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def shift_and_mirror(pixels: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator):
     """Augment a batch of windows alike across their frames: a random sideways shift by whole patches (wrapping
     around) and a mirror for half of them, which swaps the left/right direction labels."""
@@ -304,12 +321,7 @@ def pretrain_vision(backend: Backend, images: np.ndarray, split: ToySplit, cfg: 
                 torch.nn.functional.cross_entropy(head(tokens).flatten(0, -2), y[..., k].flatten())
                 for k, head in enumerate(heads)
             )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+            losses.append(optimizer_step(opt, sched, params, loss))
         history.append({"epoch": epoch, "loss": float(np.mean(losses))})
     return history
 
@@ -345,14 +357,9 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
             loss = torch.nn.functional.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
             )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+            losses.append(optimizer_step(opt, sched, params, loss))
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
         history.append({"epoch": epoch, "loss": float(np.mean(losses))})
     bar.close()
     model.eval()
@@ -405,35 +412,28 @@ def build_toy_model(name: str, train_store, test_store, out: Path, cfg: dict, th
     torch.manual_seed(cfg["seed"])
     train_split, test_split = ToySplit.read(train_store), ToySplit.read(test_store)
     tokenizer = build_word_tokenizer(corpus(train_split) + corpus(test_split))
-    image_size = cfg["image_size"]
-    start = time.perf_counter()
+    size = cfg["image_size"]
     if name == "verifier":
-        processor = VideoLlavaImageProcessor(
-            size={"height": image_size, "width": image_size},
-            crop_size={"height": image_size, "width": image_size},
-            do_center_crop=False,
-        )
-        model = tiny_verifier(tokenizer, cfg, image_size, train_split.frames.shape[1])
-        backend, images = VerifierBackend(model, tokenizer, processor), train_split.frames
+        processor = toy_image_processor(size)
+        model = tiny_verifier(tokenizer, cfg, size, train_split.frames.shape[1])
+        backend, load, modality = VerifierBackend(model, tokenizer, processor), load_verifier, "frames"
     else:
-        model = tiny_drafter(tokenizer, cfg, image_size, train_split.event_images.shape[1])
-        backend, images = DrafterBackend(model, tokenizer), train_split.event_images
+        model = tiny_drafter(tokenizer, cfg, size, train_split.event_images.shape[1])
+        backend, load, modality = DrafterBackend(model, tokenizer), load_drafter, "event_images"
+    start = time.perf_counter()
+    images = getattr(train_split, modality)
     model_cfg = cfg | cfg[name]
     vision_history = pretrain_vision(backend, images, train_split, model_cfg, cfg["seed"], f"vision {name}")
     history = train(backend, images, train_split, model_cfg, cfg["seed"], f"train {name}")
-    backend.model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    if name == "verifier":
-        processor.save_pretrained(out)
+    for part in (model, tokenizer, getattr(backend, "image_processor", None)):
+        if part is not None:
+            part.save_pretrained(out)
     print(f"{name}: trained in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    if name == "verifier":
-        reloaded, test_images = load_verifier(out), test_split.frames
-    else:
-        reloaded, test_images = load_drafter(out), test_split.event_images
+    reloaded = load(out)
     return {
         "history": history,
         "vision_history": vision_history,
-        "test": answer_accuracy(reloaded, test_images, test_split, cfg["max_new_tokens"]),
+        "test": answer_accuracy(reloaded, getattr(test_split, modality), test_split, cfg["max_new_tokens"]),
         "visual_tokens": reloaded.num_visual_tokens,
     }
 

@@ -258,15 +258,16 @@ def resample_sprite(sprite: Sprite, pose: Pose, height: int, width: int) -> tupl
 
 def hidden_fractions(objects: list[SceneObject], t_s: float, width: int, height: int) -> list[float]:
     """For each object, the share of its silhouette that objects drawn in front of it cover at ``t_s``."""
+    poses = [obj.pose(t_s) for obj in objects]
     alphas = []
-    for obj in objects:
+    for obj, pose in zip(objects, poses):
         alpha = np.zeros((height, width))
-        placed = resample_sprite(obj.sprite, obj.pose(t_s), height, width)
+        placed = resample_sprite(obj.sprite, pose, height, width)
         if placed is not None:
             (r0, c0), patch = placed
             alpha[r0 : r0 + patch.shape[1], c0 : c0 + patch.shape[2]] = patch[3]
         alphas.append(alpha)
-    depth = [obj.pose(t_s).y0 + obj.pose(t_s).height for obj in objects]
+    depth = [pose.y0 + pose.height for pose in poses]
     hidden = []
     for i, alpha in enumerate(alphas):
         clear = np.ones_like(alpha)
