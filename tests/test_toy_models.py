@@ -2,15 +2,20 @@
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from eventspec.models.toy import (
     LABEL_DIRECTION,
     LABEL_FIELDS,
     ToySplit,
+    build_toy_model,
+    cell_categories,
     object_attributes,
     patch_labels,
     resize_object_maps,
     shift_and_mirror,
+    tiny_drafter,
 )
 
 
@@ -67,22 +72,54 @@ def test_toy_sample_store_carries_object_maps_of_its_frames(tiny_world):
         assert set(np.unique(maps)) - {0} == {obj["id"] + 1 for obj in objects}
 
 
-def test_shift_and_mirror_keeps_pixels_and_labels_together():
-    grid, step, frames = 4, 4, 2
-    size = grid * step
+def test_shift_and_mirror_moves_pixels_and_object_maps_together():
+    windows, frames, size = 16, 2, 16
     rng = np.random.default_rng(0)
-    labels = torch.from_numpy(rng.integers(0, 3, size=(16, frames, grid, grid, len(LABEL_FIELDS))))
-    pixels = torch.zeros((16, frames, 3, size, size))
-    pixels[:, :, 0] = labels[..., 0].repeat_interleave(step, 2).repeat_interleave(step, 3).float()
-    pixels[:, :, 1] = labels[..., LABEL_DIRECTION].repeat_interleave(step, 2).repeat_interleave(step, 3).float()
+    maps = torch.from_numpy(rng.integers(0, 3, size=(windows, frames, size, size)))
+    attributes = torch.from_numpy(rng.integers(0, 5, size=(windows, 3, len(LABEL_FIELDS))))
+    pixels = torch.zeros((windows, frames, 3, size, size))
+    pixels[:, :, 0] = maps.float()
     pixels[:, :, 2] = torch.arange(size).float()  # a left-to-right ramp shows whether a window was mirrored
 
-    new_pixels, new_labels = shift_and_mirror(pixels, labels, np.random.default_rng(1))
-    patch = new_pixels[:, :, :, :: step, :: step]  # top-left pixel of each patch
-    assert torch.equal(patch[:, :, 0].long(), new_labels[..., 0])
-    mirrored = new_pixels[:, 0, 2, 0, 0] > new_pixels[:, 0, 2, 0, 1]
-    assert 0 < mirrored.sum() < len(mirrored)
+    new_pixels, new_maps, new_attributes = shift_and_mirror(pixels, maps, attributes, np.random.default_rng(1))
+    assert torch.equal(new_pixels[:, :, 0].long(), new_maps)
+    ramp = new_pixels[:, 0, 2, 0]
+    step = (ramp.roll(-1, dims=-1) - ramp) % size  # +1 everywhere when shifted, -1 (= size - 1) when mirrored
+    assert bool((step == step[:, :1]).all())
+    mirrored = step[:, 0] == size - 1
+    assert 0 < mirrored.sum() < windows
+    shifts = {int(r[0]) for r in ramp}
+    assert len(shifts) > 2  # shifted by any number of pixels, not only whole patches
     swap = torch.tensor([0, 2, 1, 3, 4])  # no object, left -> right, right -> left, approaching, receding
-    shown = patch[:, :, 1].long()
-    expected = torch.where(mirrored[:, None, None, None], swap[shown], shown)
-    assert torch.equal(new_labels[..., LABEL_DIRECTION], expected)
+    direction = attributes[..., LABEL_DIRECTION]
+    expected = torch.where(mirrored[:, None], swap[direction], direction)
+    assert torch.equal(new_attributes[..., LABEL_DIRECTION], expected)
+    others = [k for k in range(len(LABEL_FIELDS)) if k != LABEL_DIRECTION]
+    assert torch.equal(new_attributes[..., others], attributes[..., others])
+
+
+def test_cell_categories_follow_each_patch_row_by_row():
+    grid, cells = 2, 3
+    fine = torch.arange((grid * cells) ** 2).reshape(1, 1, grid * cells, grid * cells, 1).expand(-1, -1, -1, -1, 2)
+    out = cell_categories(fine, cells)
+    assert out.shape == (1, 1, grid, grid, cells * cells)
+    for i, j, r, c in np.ndindex(grid, grid, cells, cells):
+        assert out[0, 0, i, j, r * cells + c] == fine[0, 0, i * cells + r, j * cells + c, 0]
+
+
+def test_toy_training_is_deterministic_and_saves_only_the_model(tiny_world, tmp_path):
+    """The same config trains byte-identical weights twice; the pretraining heads are not saved with the model."""
+    cfg, stores = tiny_world
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        report = build_toy_model("drafter", stores["train"][0], stores["test"][0], out, cfg["toy_models"], threads=1)
+        assert report["history"] and report["vision_history"]
+        runs.append(out)
+    weights = [load_file(out / "model.safetensors") for out in runs]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    tiny_drafter(
+        AutoTokenizer.from_pretrained(runs[0]), cfg["toy_models"], cfg["toy_models"]["image_size"], 5
+    ).save_pretrained(tmp_path / "untrained")
+    assert set(weights[0]) == set(load_file(tmp_path / "untrained/model.safetensors"))

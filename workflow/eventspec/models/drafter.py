@@ -29,6 +29,10 @@ class DrafterBackend(Backend):
     patch_tokens_per_frame = False
 
     @property
+    def visual_token_id(self) -> int:
+        return self.model.config.event_token_index
+
+    @property
     def vision_tower(self) -> torch.nn.Module:
         return self.model.model.visual_tower
 

@@ -268,21 +268,68 @@ def optimizer_step(opt: torch.optim.Optimizer, sched, params: list, loss: torch.
     return loss.item()
 
 
-def shift_and_mirror(pixels: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator):
-    """Augment a batch of windows alike across their frames: a random sideways shift by whole patches (wrapping
-    around) and a mirror for half of them, which swaps the left/right direction labels."""
-    grid = labels.shape[3]
-    step = pixels.shape[-1] // grid
-    shifts = rng.integers(0, grid, size=len(pixels))
+def shift_and_mirror(pixels: torch.Tensor, maps: torch.Tensor, attributes: torch.Tensor, rng: np.random.Generator):
+    """Augment a batch of windows alike across their frames: a random sideways shift by any number of pixels
+    (wrapping around) and a mirror for half of them, which swaps the left/right directions in ``attributes``.
+
+    ``pixels`` [B, L, 3, S, S] and object ``maps`` [B, F, S, S] move together, so patch labels computed
+    from the shifted maps stay exact even when an object now straddles other patches.
+    """
+    size = pixels.shape[-1]
+    shifts = rng.integers(0, size, size=len(pixels))
     mirror = torch.from_numpy(rng.random(len(pixels)) < 0.5)
-    pixels = torch.stack([x.roll(int(s) * step, dims=-1) for x, s in zip(pixels, shifts)])
-    labels = torch.stack([y.roll(int(s), dims=2) for y, s in zip(labels, shifts)])
+    pixels = torch.stack([x.roll(int(s), dims=-1) for x, s in zip(pixels, shifts)])
+    maps = torch.stack([m.roll(int(s), dims=-1) for m, s in zip(maps, shifts)])
     pixels = torch.where(mirror[:, None, None, None, None], pixels.flip(-1), pixels)
-    mirrored = labels.flip(3)
-    direction = mirrored[..., LABEL_DIRECTION]
+    maps = torch.where(mirror[:, None, None, None], maps.flip(-1), maps)
+    direction = attributes[..., LABEL_DIRECTION]
     left, right = DIRECTIONS.index("left") + 1, DIRECTIONS.index("right") + 1
-    mirrored[..., LABEL_DIRECTION] = torch.where(direction == left, right, torch.where(direction == right, left, direction))
-    return pixels, torch.where(mirror[:, None, None, None, None], mirrored, labels)
+    swapped = torch.where(direction == left, right, torch.where(direction == right, left, direction))
+    attributes = attributes.clone()
+    attributes[..., LABEL_DIRECTION] = torch.where(mirror[:, None], swapped, direction)
+    return pixels, maps, attributes
+
+
+def window_patch_labels(backend: Backend, split: ToySplit, size: int, min_cover: float) -> torch.Tensor:
+    """[N, L, grid, grid, len(LABEL_FIELDS)] attribute labels of every patch token of ``backend`` on ``split``."""
+    maps = resize_object_maps(split.object_maps, size)
+    attributes = object_attributes(split)
+    grid, per_frame = backend.patch_grid, backend.patch_tokens_per_frame
+    return torch.cat(
+        [patch_labels(maps[i : i + 64], attributes[i : i + 64], grid, per_frame, min_cover) for i in range(0, len(maps), 64)]
+    )
+
+
+def attribute_heads(hidden_size: int) -> torch.nn.ModuleList:
+    """One linear classifier per field of LABEL_FIELDS (plus its "no object" class)."""
+    return torch.nn.ModuleList([torch.nn.Linear(hidden_size, len(v) + 1) for v in LABEL_FIELDS.values()])
+
+
+def attribute_loss(heads: torch.nn.ModuleList, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of ``heads`` on patch ``tokens`` [..., D] against ``labels`` [..., fields]."""
+    return sum(
+        torch.nn.functional.cross_entropy(head(tokens).flatten(0, -2), labels[..., k].flatten())
+        for k, head in enumerate(heads)
+    )
+
+
+def cell_categories(fine_labels: torch.Tensor, cells: int) -> torch.Tensor:
+    """Patch labels on a grid ``cells`` times finer [B, L, G * cells, G * cells, fields] -> the category of
+    each cell of each patch [B, L, G, G, cells * cells], cells in row-major order."""
+    grid = fine_labels.shape[2] // cells
+    categories = fine_labels[..., 0].unflatten(2, (grid, cells)).unflatten(4, (grid, cells))  # B L G c G c
+    return categories.transpose(3, 4).flatten(-2)
+
+
+def cell_loss(cell_head: torch.nn.Linear, tokens: torch.Tensor, fine_labels: torch.Tensor, cells: int) -> torch.Tensor:
+    """Cross-entropy of the category of every cell of every patch, predicted from the patch's token [B, L, G, G, D]."""
+    logits = cell_head(tokens).unflatten(-1, (cells * cells, -1))
+    return torch.nn.functional.cross_entropy(logits.flatten(0, -2), cell_categories(fine_labels, cells).flatten())
+
+
+def training_precision(cfg: dict):
+    """Autocast for the forward passes of training: bfloat16 matmuls where ``cfg["train_dtype"]`` asks for them."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg["train_dtype"] == "bfloat16")
 
 
 def pretrain_vision(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
@@ -293,19 +340,23 @@ def pretrain_vision(backend: Backend, images: np.ndarray, split: ToySplit, cfg: 
     LLM settles on the language prior first. Here linear heads on each patch
     token predict the category, colour, direction and speed of the object
     covering that patch (from the toy world's object maps), so every token
-    learns local features; the heads are then dropped and the whole model is
-    trained as a VLM.
+    learns local features; another head predicts the category in each of
+    ``subpatch_cells`` x ``subpatch_cells`` cells of the patch, so the token
+    also says where in its patch an object sits (what tells slow motion from
+    none across frames). Windows are shifted and mirrored, labels following.
+    The heads are then dropped and the whole model is trained as a VLM.
     """
     model = backend.model.train()
     (key, pixels), = precompute_visual(backend, images).items()
     maps = resize_object_maps(split.object_maps, pixels.shape[-1])
     attributes = object_attributes(split)
     grid, per_frame, cover = backend.patch_grid, backend.patch_tokens_per_frame, cfg["min_patch_cover"]
-    labels = torch.cat(
-        [patch_labels(maps[i : i + 64], attributes[i : i + 64], grid, per_frame, cover) for i in range(0, len(maps), 64)]
-    )
-    heads = torch.nn.ModuleList([torch.nn.Linear(backend.hidden_size, len(v) + 1) for v in LABEL_FIELDS.values()])
-    params = list(model.parameters()) + list(heads.parameters())
+    heads = attribute_heads(backend.hidden_size)
+    cells = cfg["subpatch_cells"]
+    if cells and (pixels.shape[-1] // grid) % cells:
+        raise ValueError(f"toy_models.subpatch_cells = {cells} must divide the patch size {pixels.shape[-1] // grid}")
+    cell_head = torch.nn.Linear(backend.hidden_size, cells * cells * (len(CATEGORIES) + 1))
+    params = list(model.parameters()) + list(heads.parameters()) + list(cell_head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg["vision_lr"], weight_decay=0.01)
     rng = np.random.default_rng(seed)
     batch = cfg["batch_windows"] * 4
@@ -315,12 +366,13 @@ def pretrain_vision(backend: Backend, images: np.ndarray, split: ToySplit, cfg: 
     for epoch in tqdm(range(cfg["vision_epochs"]), desc=desc, unit="epoch"):
         losses = []
         for windows in np.array_split(rng.permutation(len(pixels)), n_batches):
-            x, y = shift_and_mirror(pixels[windows], labels[windows], rng)
-            tokens = backend.patch_tokens(backend.encode_visual({key: x}))
-            loss = sum(
-                torch.nn.functional.cross_entropy(head(tokens).flatten(0, -2), y[..., k].flatten())
-                for k, head in enumerate(heads)
-            )
+            x, m, a = shift_and_mirror(pixels[windows], maps[windows], attributes[windows], rng)
+            y = patch_labels(m, a, grid, per_frame, cover)
+            with training_precision(cfg):
+                tokens = backend.patch_tokens(backend.encode_visual({key: x}))
+            loss = attribute_loss(heads, tokens.float(), y)
+            if cells:
+                loss = loss + cell_loss(cell_head, tokens.float(), patch_labels(m, a, grid * cells, per_frame, cover), cells)
             losses.append(optimizer_step(opt, sched, params, loss))
         history.append({"epoch": epoch, "loss": float(np.mean(losses))})
     return history
@@ -333,16 +385,23 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
     copy of the visual prompt (each question attends to the prompt and to
     itself only), so the visual tokens are processed once per window. The
     pretrained vision tower stays frozen: trained on, it drifts towards
-    memorising the training scenes.
+    memorising the training scenes. With ``aux_weight``, the attribute heads
+    of the vision pretraining come back on the LLM's last hidden states at the
+    patch positions: the LLM is told, at every patch of every frame, what is
+    there and how it moves, which it can only learn by comparing frames.
     """
     model = backend.model.train()
     backend.vision_tower.requires_grad_(False)
     visual = precompute_visual(backend, images)
     text = PackedText.encode(backend, split)
+    (size,) = {v.shape[-1] for v in visual.values()}
+    patch_targets = window_patch_labels(backend, split, size, cfg["min_patch_cover"])
+    visual_positions = torch.tensor([i for i, t in enumerate(text.prefix) if t == backend.visual_token_id])
+    heads = attribute_heads(backend.hidden_size)
     n_windows = len(split.answers)
     batch = cfg["batch_windows"]
     total = cfg["epochs"] * math.ceil(n_windows / batch)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.01)
     sched = warmup_cosine(opt, total, cfg["warmup"])
     rng = np.random.default_rng(seed)
@@ -353,10 +412,16 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
         for windows in np.array_split(rng.permutation(n_windows), math.ceil(n_windows / batch)):
             ids, mask, positions, labels = collate_packed(text, windows, backend.pad_token_id)
             vis = {k: v[windows] for k, v in visual.items()}
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, **vis).logits
+            with training_precision(cfg):
+                hidden = model.model(input_ids=ids, attention_mask=mask, position_ids=positions, **vis).last_hidden_state
+                logits = backend.lm_head(hidden)
+            hidden = hidden.float()
             loss = torch.nn.functional.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
             )
+            if cfg["aux_weight"]:
+                patch_hidden = backend.patch_tokens(hidden[:, visual_positions])
+                loss = loss + cfg["aux_weight"] * attribute_loss(heads, patch_hidden, patch_targets[windows])
             losses.append(optimizer_step(opt, sched, params, loss))
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
@@ -420,6 +485,8 @@ def build_toy_model(name: str, train_store, test_store, out: Path, cfg: dict, th
     else:
         model = tiny_drafter(tokenizer, cfg, size, train_split.event_images.shape[1])
         backend, load, modality = DrafterBackend(model, tokenizer), load_drafter, "event_images"
+    # Eager attention: at these sizes it beats the CPU flash kernel under bfloat16 autocast (not saved in the config).
+    model.set_attn_implementation("eager")
     start = time.perf_counter()
     images = getattr(train_split, modality)
     model_cfg = cfg | cfg[name]

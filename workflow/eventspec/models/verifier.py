@@ -39,6 +39,10 @@ class VerifierBackend(Backend):
     patch_tokens_per_frame = True
 
     @property
+    def visual_token_id(self) -> int:
+        return self.model.config.video_token_index
+
+    @property
     def vision_tower(self) -> torch.nn.Module:
         return self.model.model.video_tower
 

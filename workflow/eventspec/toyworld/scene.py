@@ -54,9 +54,10 @@ SUPERSAMPLE = 4
 NIGHT_OBJECT_LIGHT = 0.2
 NIGHT_BACKGROUND_LIGHT = 0.07
 
-HORIZONTAL_SPEED = {"slow": 0.08, "fast": 0.24}
-"""Image widths per second for left/right motion: fast is three times slow, so a 1 s window tells them apart."""
-DEPTH_GROWTH_PER_S = {"slow": 1.25, "fast": 1.8}
+HORIZONTAL_SPEED = {"slow": 0.12, "fast": 0.40}
+"""Image widths per second for left/right motion: in a 1 s window a fast object crosses 40% of the image, a slow
+one 12%, so the motion is plain at the 4 x 4 patch grid of the toy models."""
+DEPTH_GROWTH_PER_S = {"slow": 1.35, "fast": 2.2}
 """Apparent size factor per second for approaching motion (its inverse for receding)."""
 DEPTH_DIRECTIONS = ("approaching", "receding")
 LANES = ((0.60, 1.0), (0.72, 1.2), (0.85, 1.4))
@@ -668,7 +669,7 @@ def _sample_object(
         if direction == "left":
             start, end, sprite = end, start, sprite.flipped()
     else:
-        growth = DEPTH_GROWTH_PER_S[speed] ** duration_s
+        growth = min(DEPTH_GROWTH_PER_S[speed] ** duration_s, NEAR_SCALE / FAR_SCALE)
         far_scale = rng.uniform(FAR_SCALE, max(NEAR_SCALE / growth, FAR_SCALE))
         near_scale = far_scale * growth
         drift = rng.uniform(-0.08, 0.08) * width
