@@ -56,15 +56,15 @@ def tiny_models(tiny_world, tmp_path_factory):
     from eventspec.models.tokenizer import build_word_tokenizer
 
     cfg, stores = tiny_world
-    split = ToySplit.read(stores["train"][0])
-    tokenizer = build_word_tokenizer(corpus(split))
+    frames, events = (ToySplit.read(stores["train"][0], m) for m in ("frames", "event_images"))
+    tokenizer = build_word_tokenizer(corpus(frames))
     out = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     size = cfg["toy_models"]["image_size"]
-    verifier = tiny_verifier(tokenizer, cfg["toy_models"], size, split.frames.shape[1])
+    verifier = tiny_verifier(tokenizer, cfg["toy_models"], size, frames.images.shape[1])
     verifier.save_pretrained(out / "verifier")
     toy_image_processor(size).save_pretrained(out / "verifier")
-    tiny_drafter(tokenizer, cfg["toy_models"], size, split.event_images.shape[1]).save_pretrained(out / "drafter")
+    tiny_drafter(tokenizer, cfg["toy_models"], size, events.images.shape[1]).save_pretrained(out / "drafter")
     for name in ("verifier", "drafter"):
         tokenizer.save_pretrained(out / name)
     return {"verifier": out / "verifier", "drafter": out / "drafter"}

@@ -21,7 +21,7 @@ from eventspec.models.toy import (
 
 def _split(object_maps: np.ndarray, objects: list[list[dict]]) -> ToySplit:
     n = len(objects)
-    return ToySplit(np.zeros((n, 1, 2, 2, 3), np.uint8), np.zeros((n, 1, 2, 2, 3), np.uint8), [], np.zeros((n, 0)), object_maps, objects)
+    return ToySplit(np.zeros((n, 1, 2, 2, 3), np.uint8), [], np.zeros((n, 0)), object_maps, objects)
 
 
 CAR = {"id": 0, "category": "car", "color": "red", "direction": "left", "speed": "fast"}
@@ -65,8 +65,8 @@ def test_object_maps_resize_like_the_frames():
 
 def test_toy_sample_store_carries_object_maps_of_its_frames(tiny_world):
     cfg, stores = tiny_world
-    split = ToySplit.read(stores["train"][0])
-    n, f = split.frames.shape[:2]
+    split = ToySplit.read(stores["train"][0], "frames")
+    n, f = split.images.shape[:2]
     assert split.object_maps.shape == (n, f, cfg["toy"]["height"], cfg["toy"]["width"])
     for maps, objects in zip(split.object_maps, split.objects):
         assert set(np.unique(maps)) - {0} == {obj["id"] + 1 for obj in objects}

@@ -45,24 +45,23 @@ LABEL_DIRECTION = list(LABEL_FIELDS).index("direction")
 
 @dataclass
 class ToySplit:
-    """The parts of a sample store the toy models learn from."""
+    """The parts of a sample store one toy model learns from: its own modality and the ground truth."""
 
-    frames: np.ndarray  # [N, F, H, W, 3]
-    event_images: np.ndarray  # [N, C, H, W, 3]
+    images: np.ndarray  # frames [N, F, H, W, 3] or event images [N, C, H, W, 3]
     questions: list[dict]  # [{"qid", "text"}]
     answers: np.ndarray  # [N, Q] str
     object_maps: np.ndarray  # [N, F, H, W] uint8: 1 + object id per pixel, 0 for none
     objects: list[list[dict]]  # per window: its objects' ground truth
 
     @classmethod
-    def read(cls, path: str | Path) -> "ToySplit":
+    def read(cls, path: str | Path, modality: str) -> "ToySplit":
+        """``modality``: "frames" (the verifier's) or "event_images" (the drafter's)."""
         group, n = store.open_committed(path)
         answers = np.asarray(group["answers"][:n]).astype(object)
         if (answers == "").any() or "object_maps" not in group:
             raise ValueError(f"{path}: toy models need a toy-world sample store (reference answers and object maps)")
         return cls(
-            np.asarray(group["frames"][:n]),
-            np.asarray(group["event_images"][:n]),
+            np.asarray(group[modality][:n]),
             group.attrs["questions"],
             answers,
             np.asarray(group["object_maps"][:n]),
@@ -332,7 +331,7 @@ def training_precision(cfg: dict):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg["train_dtype"] == "bfloat16")
 
 
-def pretrain_vision(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
+def pretrain_vision(backend: Backend, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
     """Pretrain the vision tower and projector to tell, at every patch, which object is there.
 
     Real VLMs start from a pretrained CLIP; a tower trained from scratch only
@@ -347,7 +346,7 @@ def pretrain_vision(backend: Backend, images: np.ndarray, split: ToySplit, cfg: 
     The heads are then dropped and the whole model is trained as a VLM.
     """
     model = backend.model.train()
-    (key, pixels), = precompute_visual(backend, images).items()
+    (key, pixels), = precompute_visual(backend, split.images).items()
     maps = resize_object_maps(split.object_maps, pixels.shape[-1])
     attributes = object_attributes(split)
     grid, per_frame, cover = backend.patch_grid, backend.patch_tokens_per_frame, cfg["min_patch_cover"]
@@ -378,7 +377,7 @@ def pretrain_vision(backend: Backend, images: np.ndarray, split: ToySplit, cfg: 
     return history
 
 
-def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
+def train(backend: Backend, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
     """Teach ``backend.model`` to answer: cross-entropy on answer tokens, AdamW, warmup + cosine.
 
     All questions of a window are packed into one sequence behind a single
@@ -392,7 +391,7 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
     """
     model = backend.model.train()
     backend.vision_tower.requires_grad_(False)
-    visual = precompute_visual(backend, images)
+    visual = precompute_visual(backend, split.images)
     text = PackedText.encode(backend, split)
     (size,) = {v.shape[-1] for v in visual.values()}
     patch_targets = window_patch_labels(backend, split, size, cfg["min_patch_cover"])
@@ -431,7 +430,7 @@ def train(backend: Backend, images: np.ndarray, split: ToySplit, cfg: dict, seed
     return history
 
 
-def answer_accuracy(backend: Backend, images: np.ndarray, split: ToySplit, max_new_tokens: int, batch: int = 32) -> dict:
+def answer_accuracy(backend: Backend, split: ToySplit, max_new_tokens: int, batch: int = 32) -> dict:
     """Exact-match accuracy per question type of greedy answers on ``split``."""
     tok = backend.tokenizer
     n_windows, n_questions = split.answers.shape
@@ -440,7 +439,7 @@ def answer_accuracy(backend: Backend, images: np.ndarray, split: ToySplit, max_n
         for start in range(0, n_windows, batch):
             rows = slice(start, min(start + batch, n_windows))
             count = rows.stop - rows.start
-            gen = greedy_generate(backend, backend.prepare(images[rows], [question["text"]] * count), max_new_tokens)
+            gen = greedy_generate(backend, backend.prepare(split.images[rows], [question["text"]] * count), max_new_tokens)
             for i in range(count):
                 produced = gen.tokens[i, : gen.lengths[i]].tolist()
                 expected = tok(split.answers[rows.start + i, q], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
@@ -475,23 +474,22 @@ def build_toy_model(name: str, train_store, test_store, out: Path, cfg: dict, th
     """Train one toy model (``verifier`` or ``drafter``), save it to ``out``, reload and score it on the test split."""
     torch.set_num_threads(threads)
     torch.manual_seed(cfg["seed"])
-    train_split, test_split = ToySplit.read(train_store), ToySplit.read(test_store)
+    modality = "frames" if name == "verifier" else "event_images"
+    train_split, test_split = ToySplit.read(train_store, modality), ToySplit.read(test_store, modality)
     tokenizer = build_word_tokenizer(corpus(train_split) + corpus(test_split))
     size = cfg["image_size"]
     if name == "verifier":
-        processor = toy_image_processor(size)
-        model = tiny_verifier(tokenizer, cfg, size, train_split.frames.shape[1])
-        backend, load, modality = VerifierBackend(model, tokenizer, processor), load_verifier, "frames"
+        model = tiny_verifier(tokenizer, cfg, size, train_split.images.shape[1])
+        backend, load = VerifierBackend(model, tokenizer, toy_image_processor(size)), load_verifier
     else:
-        model = tiny_drafter(tokenizer, cfg, size, train_split.event_images.shape[1])
-        backend, load, modality = DrafterBackend(model, tokenizer), load_drafter, "event_images"
+        model = tiny_drafter(tokenizer, cfg, size, train_split.images.shape[1])
+        backend, load = DrafterBackend(model, tokenizer), load_drafter
     # Eager attention: at these sizes it beats the CPU flash kernel under bfloat16 autocast (not saved in the config).
     model.set_attn_implementation("eager")
     start = time.perf_counter()
-    images = getattr(train_split, modality)
     model_cfg = cfg | cfg[name]
-    vision_history = pretrain_vision(backend, images, train_split, model_cfg, cfg["seed"], f"vision {name}")
-    history = train(backend, images, train_split, model_cfg, cfg["seed"], f"train {name}")
+    vision_history = pretrain_vision(backend, train_split, model_cfg, cfg["seed"], f"vision {name}")
+    history = train(backend, train_split, model_cfg, cfg["seed"], f"train {name}")
     for part in (model, tokenizer, getattr(backend, "image_processor", None)):
         if part is not None:
             part.save_pretrained(out)
@@ -500,7 +498,7 @@ def build_toy_model(name: str, train_store, test_store, out: Path, cfg: dict, th
     return {
         "history": history,
         "vision_history": vision_history,
-        "test": answer_accuracy(reloaded, getattr(test_split, modality), test_split, cfg["max_new_tokens"]),
+        "test": answer_accuracy(reloaded, test_split, cfg["max_new_tokens"]),
         "visual_tokens": reloaded.num_visual_tokens,
     }
 
