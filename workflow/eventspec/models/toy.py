@@ -245,6 +245,7 @@ def collate_packed(text: PackedText, windows: np.ndarray, pad_id: int):
 
 
 def precompute_visual(backend: Backend, images: np.ndarray, batch: int = 64) -> dict[str, torch.Tensor]:
+    """The model's visual input tensors (preprocessed pixels) of all ``images``, computed once for training."""
     parts = [backend.visual_inputs(images[i : i + batch]) for i in range(0, len(images), batch)]
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
@@ -331,7 +332,7 @@ def training_precision(cfg: dict):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg["train_dtype"] == "bfloat16")
 
 
-def pretrain_vision(backend: Backend, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
+def pretrain_vision(backend: Backend, visual: dict, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
     """Pretrain the vision tower and projector to tell, at every patch, which object is there.
 
     Real VLMs start from a pretrained CLIP; a tower trained from scratch only
@@ -346,7 +347,7 @@ def pretrain_vision(backend: Backend, split: ToySplit, cfg: dict, seed: int, des
     The heads are then dropped and the whole model is trained as a VLM.
     """
     model = backend.model.train()
-    (key, pixels), = precompute_visual(backend, split.images).items()
+    (key, pixels), = visual.items()
     maps = resize_object_maps(split.object_maps, pixels.shape[-1])
     attributes = object_attributes(split)
     grid, per_frame, cover = backend.patch_grid, backend.patch_tokens_per_frame, cfg["min_patch_cover"]
@@ -377,7 +378,7 @@ def pretrain_vision(backend: Backend, split: ToySplit, cfg: dict, seed: int, des
     return history
 
 
-def train(backend: Backend, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
+def train(backend: Backend, visual: dict, split: ToySplit, cfg: dict, seed: int, desc: str) -> list[dict]:
     """Teach ``backend.model`` to answer: cross-entropy on answer tokens, AdamW, warmup + cosine.
 
     All questions of a window are packed into one sequence behind a single
@@ -391,7 +392,6 @@ def train(backend: Backend, split: ToySplit, cfg: dict, seed: int, desc: str) ->
     """
     model = backend.model.train()
     backend.vision_tower.requires_grad_(False)
-    visual = precompute_visual(backend, split.images)
     text = PackedText.encode(backend, split)
     (size,) = {v.shape[-1] for v in visual.values()}
     patch_targets = window_patch_labels(backend, split, size, cfg["min_patch_cover"])
@@ -488,8 +488,9 @@ def build_toy_model(name: str, train_store, test_store, out: Path, cfg: dict, th
     model.set_attn_implementation("eager")
     start = time.perf_counter()
     model_cfg = cfg | cfg[name]
-    vision_history = pretrain_vision(backend, train_split, model_cfg, cfg["seed"], f"vision {name}")
-    history = train(backend, train_split, model_cfg, cfg["seed"], f"train {name}")
+    visual = precompute_visual(backend, train_split.images)
+    vision_history = pretrain_vision(backend, visual, train_split, model_cfg, cfg["seed"], f"vision {name}")
+    history = train(backend, visual, train_split, model_cfg, cfg["seed"], f"train {name}")
     for part in (model, tokenizer, getattr(backend, "image_processor", None)):
         if part is not None:
             part.save_pretrained(out)

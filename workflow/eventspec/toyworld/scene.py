@@ -670,7 +670,7 @@ def _sample_object(
             start, end, sprite = end, start, sprite.flipped()
     else:
         growth = min(DEPTH_GROWTH_PER_S[speed] ** duration_s, NEAR_SCALE / FAR_SCALE)
-        far_scale = rng.uniform(FAR_SCALE, max(NEAR_SCALE / growth, FAR_SCALE))
+        far_scale = rng.uniform(FAR_SCALE, NEAR_SCALE / growth)
         near_scale = far_scale * growth
         drift = rng.uniform(-0.08, 0.08) * width
         margin = sprite.width_units * unit_px * near_scale / 2 + abs(drift)
