@@ -16,7 +16,8 @@ import zarr
 
 from eventspec import config as config_mod
 from eventspec.digest import store_digest
-from eventspec.extract import ExtractionError, extract_features, from_storage, gather_features
+from eventspec.extract import ExtractionError, extract_features, gather_features
+from eventspec.hidden_dtype import from_storage
 from eventspec.features import FeatureStore
 from eventspec.models.verifier import load_verifier
 from eventspec.store import StoreError, partial_path

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from . import store
-from .extract import feature_layout, from_storage
+from .extract import feature_layout
+from .hidden_dtype import from_storage
 from .features import FeatureStore
 
 FIELDS = ("drafter_hidden", "verifier_hidden", "verifier_len", "drafter_len")

@@ -26,13 +26,13 @@ from tqdm import tqdm
 from . import store
 from .config import ConfigError
 from .digest import read_digest
+from .hidden_dtype import STORAGE_DTYPES, to_storage
 from .models.backend import Backend, greedy_generate, teacher_forced_hidden
 from .models.drafter import load_drafter
 from .models.verifier import load_verifier
 
 WHOLE_SHARD = 1 << 30
 """Chunk rows meaning "one chunk per shard" (store.open_for_writing caps chunks at the shard size)."""
-STORAGE_DTYPES = {"float16": np.float16, "float32": np.float32, "bfloat16": np.uint16}
 
 
 class ExtractionError(RuntimeError):
@@ -65,25 +65,6 @@ class PairPlan:
         last = (index + 1) * self.n_batches // count
         rows = slice(first * self.batch_size, min(last * self.batch_size, len(self.windows)))
         return PairPlan(self.windows[rows], self.questions[rows], self.batch_size)
-
-
-def to_storage(hidden: torch.Tensor, dtype: str) -> np.ndarray:
-    """float32 tensor -> stored numpy array (bfloat16 as its uint16 bit pattern)."""
-    if dtype == "bfloat16":
-        return hidden.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
-    return hidden.numpy().astype(STORAGE_DTYPES[dtype])
-
-
-def stored_tensor(values: np.ndarray, logical_dtype: str) -> torch.Tensor:
-    """Stored array -> tensor in its logical dtype, without copying (bfloat16 from its uint16 bits)."""
-    if logical_dtype == "bfloat16":
-        return torch.from_numpy(values.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(values)
-
-
-def from_storage(values: np.ndarray, logical_dtype: str) -> torch.Tensor:
-    """Stored array -> float32 tensor."""
-    return stored_tensor(values, logical_dtype).float()
 
 
 def padded(x: torch.Tensor, length: int, value=0) -> torch.Tensor:

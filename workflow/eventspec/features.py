@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import store
-from .extract import stored_tensor
+from .hidden_dtype import stored_tensor
 
 
 @dataclass

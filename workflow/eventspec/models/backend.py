@@ -104,7 +104,8 @@ class Backend:
         enc = self.tokenizer([self.prompt(q) for q in questions], return_tensors="pt", padding=True)
         return PrefillInputs(enc["input_ids"], enc["attention_mask"], self.visual_inputs(visual))
 
-    def _run(self, input_ids, attention_mask, cache, visual=None):
+    def _run(self, input_ids, attention_mask, cache, visual=None) -> torch.Tensor:
+        """Final-normed hidden states [B, n, D] of ``input_ids`` appended to ``cache``."""
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
         out = self.model.model(
             input_ids=input_ids,
@@ -114,8 +115,11 @@ class Backend:
             use_cache=True,
             **(visual or {}),
         )
-        hidden = out.last_hidden_state
-        return hidden, self.lm_head(hidden).float()
+        return out.last_hidden_state
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 logits of ``hidden`` [..., D] through the LM head (computed in the model's dtype)."""
+        return self.lm_head(hidden).float()
 
     @torch.no_grad()
     def prefill(self, inputs: PrefillInputs) -> DecodeState:
@@ -123,17 +127,26 @@ class Backend:
         mask = inputs.attention_mask.to(self.device)
         visual = {k: v.to(self.device, self._visual_dtype()) for k, v in inputs.visual.items()}
         cache = DynamicCache(config=self.model.config.get_text_config())
-        hidden, logits = self._run(ids, mask, cache, visual)
-        return DecodeState(cache, mask, hidden[:, -1], logits[:, -1])
+        last = self._run(ids, mask, cache, visual)[:, -1]
+        return DecodeState(cache, mask, last, self.logits(last))
 
     @torch.no_grad()
-    def forward(self, tokens: torch.Tensor, state: DecodeState) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append ``tokens`` [B, n]; return their hidden states [B, n, D] and logits [B, n, V]."""
+    def forward(
+        self, tokens: torch.Tensor, state: DecodeState, logits: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Append ``tokens`` [B, n]; return their hidden states [B, n, D] and logits [B, n, V].
+
+        With ``logits=False`` (teacher forcing reads hidden states only) no
+        full-vocabulary logits are computed except at the last position, which
+        keeps ``state`` ready for the next step; the second value is then None.
+        """
         tokens = tokens.to(self.device)
         state.attention_mask = torch.cat([state.attention_mask, torch.ones_like(tokens)], dim=1)
-        hidden, logits = self._run(tokens, state.attention_mask, state.cache)
-        state.hidden, state.logits = hidden[:, -1], logits[:, -1]
-        return hidden, logits
+        hidden = self._run(tokens, state.attention_mask, state.cache)
+        all_logits = self.logits(hidden) if logits else None
+        state.hidden = hidden[:, -1]
+        state.logits = all_logits[:, -1] if logits else self.logits(state.hidden)
+        return hidden, all_logits
 
     def crop(self, state: DecodeState, length: int) -> None:
         """Roll the state back to its first ``length`` positions (hidden/logits become stale)."""
@@ -182,5 +195,5 @@ def teacher_forced_hidden(backend: Backend, inputs: PrefillInputs, tokens: torch
     first = state.hidden[:, None]
     if tokens.shape[1] <= 1:
         return first.float().cpu()[:, : tokens.shape[1]]
-    hidden, _ = backend.forward(tokens[:, :-1], state)
+    hidden, _ = backend.forward(tokens[:, :-1], state, logits=False)
     return torch.cat([first, hidden], dim=1).float().cpu()
