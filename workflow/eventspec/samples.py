@@ -27,6 +27,9 @@ BACKGROUND = 255
 ON_COLOR = (0, 0, 255)
 OFF_COLOR = (255, 0, 0)
 SHARD_ROWS = 16
+"""Windows per committed write, at most; fewer when their images would exceed ``WRITE_BYTES``."""
+WRITE_BYTES = 256 << 20
+"""Bound on the bytes of one write batch (a 1440x1080 DSEC window of 8 frames is 37 MB)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,13 @@ def store_layout(
     }
 
 
+def write_rows(layout: dict) -> int:
+    """Windows per committed write: ``SHARD_ROWS``, or fewer so that one batch stays under ``WRITE_BYTES``."""
+    row_bytes = sum(int(np.prod(spec.row_shape, dtype=np.int64)) * np.dtype(spec.dtype).itemsize
+                    for spec in layout.values() if spec.dtype is not str)
+    return int(np.clip(WRITE_BYTES // max(row_bytes, 1), 1, SHARD_ROWS))
+
+
 def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
     """Write ``out`` (a sample store) for one split; return its path."""
     data, scfg = config["data"], config["samples"]
@@ -130,7 +140,8 @@ def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
     toy = load_ground_truth(seq_dirs[0]) is not None
     layout = store_layout(width, height, frame_shape, scfg["num_frames"], scfg["event_chunks"], len(questions), toy)
     identity = {"stage": "samples", "split": split, "data": data, "samples": scfg}
-    group = store.open_for_writing(out, layout, identity, SHARD_ROWS, resume=False)
+    batch_rows = write_rows(layout)
+    group = store.open_for_writing(out, layout, identity, batch_rows, resume=False)
     group.attrs.update(
         {
             "questions": [{"qid": q.qid, "text": q.text} for q in questions],
@@ -165,7 +176,7 @@ def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
                         object_maps=read_object_maps(seq_dir, row["frame_index"]), objects=json.dumps(wgt["objects"])
                     )
                 pending.append(row)
-                if len(pending) == SHARD_ROWS:
+                if len(pending) == batch_rows:
                     n_written = store.append_rows(group, _stack(pending, layout))
                     pending = []
     if pending:
