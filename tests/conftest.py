@@ -52,8 +52,8 @@ def tiny_world(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_models(tiny_world, tmp_path_factory):
     """Paths of a random tiny verifier and drafter saved like the toy_models rule saves them."""
-    from eventspec.models.toy import ToySplit, corpus, tiny_drafter, tiny_verifier, toy_image_processor
-    from eventspec.models.tokenizer import build_word_tokenizer
+    from eventspec.toy.trainer import ToySplit, corpus, tiny_drafter, tiny_verifier, toy_image_processor
+    from eventspec.toy.tokenizer import build_word_tokenizer
 
     cfg, stores = tiny_world
     frames, events = (ToySplit.read(stores["train"][0], m) for m in ("frames", "event_images"))

@@ -20,6 +20,10 @@ def test_comments_do_not_count_code_does(tmp_path, monkeypatch):
     questions = package / "questions.py"
     questions.write_text(questions.read_text() + "\n# a comment\n\n\n")
     assert codedigest.code_digest("samples") == samples_before
+    store = package / "store.py"
+    store.write_text(store.read_text().replace('"""Zarr v3 stores', '"""Zarr (version 3) stores').replace(
+        '    """Write ``rows`` after the committed ones', '    """Append ``rows`` after the committed ones'))
+    assert codedigest.code_digest("samples") == samples_before  # module and function docstrings
     questions.write_text(questions.read_text().replace('"yes , there is a pedestrian ."', '"yes , a pedestrian ."'))
     assert codedigest.code_digest("samples") != samples_before
     assert codedigest.code_digest("lm_head") == lm_head_before  # Stage 0 does not run the question code

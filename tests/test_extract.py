@@ -171,8 +171,28 @@ def test_nan_hidden_states_abort_with_sample_id(tiny_world, tiny_models, tmp_pat
 def test_sample_store_from_another_config_is_refused(tiny_world, tiny_models, tmp_path):
     samples, _ = tiny_world[1]["test"]
     _, train_digest = tiny_world[1]["train"]
-    with pytest.raises(ExtractionError, match=r"test.zarr: content does not match .*train.digest.json"):
+    with pytest.raises(ExtractionError, match=r"test.zarr: committed rows or writer config differ from .*train.digest.json"):
         extract_features(extraction_config(tiny_models), "test", samples, train_digest, tmp_path / "x.zarr")
+
+
+def test_sample_store_modified_where_a_shard_reads_is_refused(tiny_world, tiny_models, tmp_path, monkeypatch):
+    """A changed frame in the rows a shard reads is caught; a shard reading other rows never hashes it."""
+    from eventspec import digest as digest_mod
+
+    source, _ = tiny_world[1]["test"]
+    samples = tmp_path / "test.zarr"
+    shutil.copytree(source, samples)
+    frames = zarr.open_group(samples, mode="r+")["frames"]
+    monkeypatch.setattr(digest_mod, "BYTES_PER_BLOCK", frames.nbytes // frames.shape[0])  # one window per block
+    digest = tmp_path / "test.digest.json"
+    digest_mod.write_digest(samples, digest)
+    last = frames.shape[0] - 1
+    frames[last] = 255 - np.asarray(frames[last])
+    cfg = extraction_config(tiny_models, max_questions=1)
+    with pytest.raises(ExtractionError, match=r"test.zarr: rows \d+.. of 'frames' do not match .*test.digest.json"):
+        extract_features(cfg, "test", samples, digest, tmp_path / "x.zarr")
+    cfg = extraction_config(tiny_models, max_questions=1, max_samples=1, batch_size=1, write_rows=1, chunk_rows=1)
+    extract_features(cfg, "test", samples, digest, tmp_path / "first_window.zarr")
 
 
 def test_write_rows_must_be_whole_batches(tiny_world, tiny_models, tmp_path):

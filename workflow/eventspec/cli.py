@@ -41,7 +41,7 @@ def cmd_prepare_samples(args) -> None:
 
 def cmd_toy_models(args) -> None:
     from .digest import write_manifest
-    from .models.toy import build_toy_models, write_eval
+    from .toy.trainer import build_toy_models, write_eval
 
     cfg = _config(args)
     out = {"verifier": args.verifier_out, "drafter": args.drafter_out}

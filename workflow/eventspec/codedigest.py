@@ -1,8 +1,9 @@
 """Digest of the code a stage runs, for Snakemake ``params``.
 
 The digest covers a module and every ``eventspec`` module it imports,
-transitively, hashed on the parsed AST: comments and formatting do not count,
-so only real code edits re-run the stages that execute that code.
+transitively, hashed on the parsed AST without its docstrings: comments, docstrings and
+formatting do not count, so only real code edits re-run the stages that
+execute that code.
 """
 
 from __future__ import annotations
@@ -62,11 +63,26 @@ def modules_of(module: str) -> list[str]:
     return sorted(seen)
 
 
+def _is_docstring(node: ast.AST) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def code_ast(path: Path) -> str:
+    """The module's AST dump with every bare string statement (docstrings, attribute docs) removed."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody"):
+            body = getattr(node, field, None)
+            if isinstance(body, list) and any(_is_docstring(s) for s in body):
+                setattr(node, field, [s for s in body if not _is_docstring(s)] or [ast.Pass()])
+    return ast.dump(tree)
+
+
 def code_digest(*modules: str) -> str:
     """sha256 over the ASTs of ``modules`` and their ``eventspec`` dependencies."""
     h = hashlib.sha256()
     names = sorted({m for top in modules for m in modules_of(f"{PACKAGE}.{top}" if not top.startswith(PACKAGE) else top)})
     for name in names:
         h.update(name.encode())
-        h.update(ast.dump(ast.parse(_module_path(name).read_text())).encode())
+        h.update(code_ast(_module_path(name)).encode())
     return h.hexdigest()[:16]

@@ -19,6 +19,11 @@ def config_json(*sections):
     return json.dumps({s: config[s] for s in sections}, sort_keys=True)
 
 
+def model_json(name):
+    """One model's config slice (``models.<name>``) as JSON, for rules that run only that model."""
+    return json.dumps({"models": {name: config["models"][name]}}, sort_keys=True)
+
+
 def toy_manifest():
     return f"{RESULTS}/toy_dsec.manifest.json"
 

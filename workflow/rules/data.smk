@@ -22,7 +22,7 @@ rule prepare_samples:
         digest=sample_digest("{split}"),
     params:
         cfg=config_json("data", "samples"),
-        code=code_digest("samples"),
+        code=code_digest("samples", "digest"),
     log:
         f"{RESULTS}/logs/prepare_samples_{{split}}.log",
     shell:

@@ -11,7 +11,7 @@ if config["data"]["source"] == "toy":
             manifest=models_manifest(),
         params:
             cfg=config_json("toy_models"),
-            code=code_digest("models.toy"),
+            code=code_digest("toy.trainer", "digest"),
             train=sample_store("train"),
             test=sample_store("test"),
         log:
@@ -29,7 +29,7 @@ rule extract_lm_head:
     output:
         f"{RESULTS}/models/verifier_lm_head.safetensors",
     params:
-        cfg=config_json("models"),
+        cfg=model_json("verifier"),
         code=code_digest("lm_head"),
     log:
         f"{RESULTS}/logs/extract_lm_head.log",

@@ -70,12 +70,6 @@ class Backend:
         return self.model.get_input_embeddings()
 
     @property
-    def patch_grid(self) -> int:
-        """Patches per side of the vision tower's square input."""
-        vision = self.model.config.vision_config
-        return vision.image_size // vision.patch_size
-
-    @property
     def hidden_size(self) -> int:
         return self.lm_head.in_features
 
@@ -93,10 +87,6 @@ class Backend:
 
     def visual_inputs(self, visual: np.ndarray) -> dict[str, torch.Tensor]:
         """The model's visual keyword arguments for a batch of uint8 images [B, N, H, W, 3]."""
-        raise NotImplementedError
-
-    def encode_visual(self, visual: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The visual tokens [B, n, D] (LLM space) that replace the placeholders, from ``visual_inputs``."""
         raise NotImplementedError
 
     def prepare(self, visual: np.ndarray, questions: list[str]) -> PrefillInputs:

@@ -26,27 +26,9 @@ class DrafterBackend(Backend):
     def prompt(self, question: str) -> str:
         return build_prompt(question, self.model.config)
 
-    patch_tokens_per_frame = False
-
-    @property
-    def visual_token_id(self) -> int:
-        return self.model.config.event_token_index
-
-    @property
-    def vision_tower(self) -> torch.nn.Module:
-        return self.model.model.visual_tower
-
-    def patch_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Visual tokens [B, chunks + 1 + grid^2, D] -> the spatial patch tokens [B, 1, grid, grid, D]."""
-        grid = self.patch_grid
-        return tokens[:, -grid * grid :].unflatten(1, (grid, grid)).unsqueeze(1)
-
     def visual_inputs(self, event_images: np.ndarray) -> dict[str, torch.Tensor]:
         return {"event_pixel_values": event_pixel_values(event_images, self.model.config)}
 
-    def encode_visual(self, visual: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Visual tokens [B, chunks + patches, D] in the LLM's space."""
-        return self.model.model.get_event_features(visual["event_pixel_values"])
 
 
 def overlay_event_chunks(event_images: np.ndarray) -> np.ndarray:

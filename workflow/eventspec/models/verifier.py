@@ -36,28 +36,6 @@ class VerifierBackend(Backend):
     def prompt(self, question: str) -> str:
         return PROMPT.format(question=question).replace(VIDEO_TOKEN, VIDEO_TOKEN * self.num_visual_tokens)
 
-    patch_tokens_per_frame = True
-
-    @property
-    def visual_token_id(self) -> int:
-        return self.model.config.video_token_index
-
-    @property
-    def vision_tower(self) -> torch.nn.Module:
-        return self.model.model.video_tower
-
-    def patch_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Visual tokens [B, F x (1 + grid^2), D] -> the patch tokens of each frame [B, F, grid, grid, D]."""
-        grid = self.patch_grid
-        per_frame = tokens.unflatten(1, (-1, grid * grid + 1))[:, :, 1:]
-        return per_frame.unflatten(2, (grid, grid))
-
-    def encode_visual(self, visual: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Visual tokens [B, F x tokens per frame, D] in the LLM's space (what replaces the video placeholders)."""
-        pixels = visual["pixel_values_videos"]
-        features = self.model.model.get_video_features(pixel_values_videos=pixels).pooler_output
-        return features.reshape(pixels.shape[0], -1, features.shape[-1])
-
     def visual_inputs(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
         """``pixel_values_videos`` [B, F, 3, S, S] from frames [B, F, H, W, 3] uint8."""
         b, f = frames.shape[:2]

@@ -30,12 +30,13 @@ from transformers import VideoLlavaImageProcessor
 from .. import store
 from ..schemas import write_json
 from ..toyworld.scene import CATEGORIES, COLORS, DIRECTIONS, SPEEDS
-from .backend import Backend, greedy_generate
-from .drafter import DrafterBackend, load_drafter
-from .eventgpt import EventGPTForCausalLM, tiny_eventgpt_config
+from ..models.backend import Backend, greedy_generate
+from ..models.drafter import DrafterBackend, load_drafter
+from ..models.eventgpt import EventGPTForCausalLM, tiny_eventgpt_config
+from ..models.verifier import PROMPT as VERIFIER_PROMPT
+from ..models.verifier import VerifierBackend, load_verifier, visual_tokens_per_frame
+from .model_parts import model_parts
 from .tokenizer import build_word_tokenizer
-from .verifier import PROMPT as VERIFIER_PROMPT
-from .verifier import VerifierBackend, load_verifier, visual_tokens_per_frame
 
 
 LABEL_FIELDS = {"category": CATEGORIES, "color": tuple(COLORS), "direction": DIRECTIONS, "speed": SPEEDS}
@@ -109,7 +110,7 @@ def patch_labels(maps: torch.Tensor, attributes: torch.Tensor, grid: int, per_fr
 
 def corpus(split: ToySplit) -> list[str]:
     """Every text the toy models read or write (prompts use the Vicuna and Video-LLaVA templates)."""
-    from .eventgpt import VICUNA_V1_SYSTEM
+    from ..models.eventgpt import VICUNA_V1_SYSTEM
 
     texts = [VERIFIER_PROMPT, VICUNA_V1_SYSTEM, "USER: ASSISTANT:"]
     texts += [q["text"] for q in split.questions]
@@ -294,7 +295,8 @@ def window_patch_labels(backend: Backend, split: ToySplit, size: int, min_cover:
     """[N, L, grid, grid, len(LABEL_FIELDS)] attribute labels of every patch token of ``backend`` on ``split``."""
     maps = resize_object_maps(split.object_maps, size)
     attributes = object_attributes(split)
-    grid, per_frame = backend.patch_grid, backend.patch_tokens_per_frame
+    parts = model_parts(backend)
+    grid, per_frame = parts.grid, parts.per_frame
     return torch.cat(
         [patch_labels(maps[i : i + 64], attributes[i : i + 64], grid, per_frame, min_cover) for i in range(0, len(maps), 64)]
     )
@@ -350,7 +352,8 @@ def pretrain_vision(backend: Backend, visual: dict, split: ToySplit, cfg: dict, 
     (key, pixels), = visual.items()
     maps = resize_object_maps(split.object_maps, pixels.shape[-1])
     attributes = object_attributes(split)
-    grid, per_frame, cover = backend.patch_grid, backend.patch_tokens_per_frame, cfg["min_patch_cover"]
+    parts = model_parts(backend)
+    grid, per_frame, cover = parts.grid, parts.per_frame, cfg["min_patch_cover"]
     heads = attribute_heads(backend.hidden_size)
     cells = cfg["subpatch_cells"]
     if cells and (pixels.shape[-1] // grid) % cells:
@@ -369,7 +372,7 @@ def pretrain_vision(backend: Backend, visual: dict, split: ToySplit, cfg: dict, 
             x, m, a = shift_and_mirror(pixels[windows], maps[windows], attributes[windows], rng)
             y = patch_labels(m, a, grid, per_frame, cover)
             with training_precision(cfg):
-                tokens = backend.patch_tokens(backend.encode_visual({key: x}))
+                tokens = parts.patch_tokens(parts.visual_tokens({key: x}))
             loss = attribute_loss(heads, tokens.float(), y)
             if cells:
                 loss = loss + cell_loss(cell_head, tokens.float(), patch_labels(m, a, grid * cells, per_frame, cover), cells)
@@ -391,11 +394,12 @@ def train(backend: Backend, visual: dict, split: ToySplit, cfg: dict, seed: int,
     there and how it moves, which it can only learn by comparing frames.
     """
     model = backend.model.train()
-    backend.vision_tower.requires_grad_(False)
+    parts = model_parts(backend)
+    parts.vision_tower.requires_grad_(False)
     text = PackedText.encode(backend, split)
     (size,) = {v.shape[-1] for v in visual.values()}
     patch_targets = window_patch_labels(backend, split, size, cfg["min_patch_cover"])
-    visual_positions = torch.tensor([i for i, t in enumerate(text.prefix) if t == backend.visual_token_id])
+    visual_positions = torch.tensor([i for i, t in enumerate(text.prefix) if t == parts.visual_token_id])
     heads = attribute_heads(backend.hidden_size)
     n_windows = len(split.answers)
     batch = cfg["batch_windows"]
@@ -419,7 +423,7 @@ def train(backend: Backend, visual: dict, split: ToySplit, cfg: dict, seed: int,
                 logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
             )
             if cfg["aux_weight"]:
-                patch_hidden = backend.patch_tokens(hidden[:, visual_positions])
+                patch_hidden = parts.patch_tokens(hidden[:, visual_positions])
                 loss = loss + cfg["aux_weight"] * attribute_loss(heads, patch_hidden, patch_targets[windows])
             losses.append(optimizer_step(opt, sched, params, loss))
             bar.update()
@@ -467,7 +471,24 @@ def build_toy_models(train_store, test_store, out: dict[str, Path], cfg: dict) -
             futures = {name: pool.submit(build_toy_model, *job) for name, job in jobs.items()}
             report = {name: future.result() for name, future in futures.items()}
     report["visual_token_ratio"] = report["verifier"]["visual_tokens"] / report["drafter"]["visual_tokens"]
+    report["language_prior"] = language_prior_accuracy(train_store, test_store)
     return report
+
+
+def language_prior_accuracy(train_store, test_store) -> dict:
+    """Exact-match accuracy on the test split of always giving each question's most frequent train answer.
+
+    What a model that ignores its visual input can reach: the floor a trained toy model must beat.
+    """
+    (train, n_train), (test, n_test) = store.open_committed(train_store), store.open_committed(test_store)
+    train_answers = np.asarray(train["answers"][:n_train]).astype(str)
+    test_answers = np.asarray(test["answers"][:n_test]).astype(str)
+    correct = np.zeros(test_answers.shape, dtype=bool)
+    for q in range(train_answers.shape[1]):
+        values, counts = np.unique(train_answers[:, q], return_counts=True)
+        correct[:, q] = test_answers[:, q] == values[np.argmax(counts)]
+    per_type = {question["qid"]: float(correct[:, q].mean()) for q, question in enumerate(test.attrs["questions"])}
+    return {"overall": float(correct.mean()), "per_question": per_type, "n_windows": int(n_test)}
 
 
 def build_toy_model(name: str, train_store, test_store, out: Path, cfg: dict, threads: int) -> dict:
