@@ -199,3 +199,17 @@ def test_start_end_markers_need_tokens_the_tokenizer_has(real_shaped_models, tmp
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match=rf"{broken}: config.json sets mm_use_im_start_end .* <ev_start>"):
         load_drafter(broken)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("quant", ["none", "4bit"])
+def test_extraction_on_cuda(tiny_world, real_shaped_models, tmp_path, quant):
+    """Both models straight onto the GPU (``cuda`` and ``cuda:0`` spellings), plain and 4-bit, end to end."""
+    devices = {"verifier": {"device": "cuda", "quant": quant}, "drafter": {"device": "cuda:0", "quant": quant}}
+    cfg = extraction_config(real_shaped_models, **devices)
+    samples, digest = tiny_world[1]["test"]
+    out = extract_features(cfg, "test", samples, digest, tmp_path / "f.zarr")
+    assert zarr.open_group(out, mode="r").attrs["n_committed"] == 3 * 2
+    verifier, drafter = load_pair(cfg["models"])
+    for backend in (verifier, drafter):
+        assert {p.device.type for p in backend.model.parameters()} == {"cuda"}
