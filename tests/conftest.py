@@ -68,3 +68,18 @@ def tiny_models(tiny_world, tmp_path_factory):
     for name in ("verifier", "drafter"):
         tokenizer.save_pretrained(out / name)
     return {"verifier": out / "verifier", "drafter": out / "drafter"}
+
+
+@pytest.fixture(scope="session")
+def real_shaped_models(tiny_world, tmp_path_factory):
+    """Tiny checkpoints shaped like Video-LLaVA-7B-hf and EventGPT-7B (see real_checkpoints.py), sized for the
+    tiny world's windows: each model has its own tokenizer files, as in real life."""
+    import zarr
+
+    from real_checkpoints import write_eventgpt, write_video_llava
+
+    samples = zarr.open_group(tiny_world[1]["test"][0], mode="r")
+    out = tmp_path_factory.mktemp("real_shaped")
+    verifier = write_video_llava(out / "Video-LLaVA-7B-hf", samples["frames"].shape[1])
+    drafter = write_eventgpt(out, samples["event_images"].shape[1])
+    return {"verifier": verifier, "drafter": drafter}

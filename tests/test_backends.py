@@ -17,6 +17,20 @@ def load(kind, path, **kw):
     return (load_verifier if kind == "verifier" else load_drafter)(path, **kw)
 
 
+def lengths_of(tokens: torch.Tensor, eos: int) -> list[int]:
+    """Tokens up to and including the first EOS, per row (the whole row when it has none)."""
+    return [row.index(eos) + 1 if eos in row else len(row) for row in tokens.tolist()]
+
+
+def assert_same_greedy(ours, ref: torch.Tensor, eos: int, max_new_tokens: int):
+    """Our greedy generation equals transformers' generate: same tokens, same lengths."""
+    ref_lengths = lengths_of(ref, eos)
+    assert ours.lengths.tolist() == ref_lengths
+    assert max(ref_lengths) == ref.shape[1] <= max_new_tokens
+    for i, n in enumerate(ref_lengths):
+        assert ours.tokens[i, :n].tolist() == ref[i, :n].tolist()
+
+
 def visual(tiny_world, kind, rows=slice(0, 3)):
     g = zarr.open_group(tiny_world[1]["test"][0], mode="r")
     return np.asarray(g["frames" if kind == "verifier" else "event_images"][rows])
@@ -31,9 +45,7 @@ def test_greedy_equals_transformers_generate(tiny_world, tiny_models, kind):
         input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, **inputs.visual,
         max_new_tokens=12, do_sample=False, pad_token_id=backend.pad_token_id,
     )[:, inputs.input_ids.shape[1]:]
-    for i in range(len(QUESTIONS)):
-        n = int(ours.lengths[i])
-        assert ours.tokens[i, :n].tolist() == ref[i, :n].tolist()
+    assert_same_greedy(ours, ref, backend.eos_token_id, 12)
 
 
 @pytest.mark.parametrize("kind", ["verifier", "drafter"])
@@ -71,8 +83,9 @@ def test_teacher_forcing_reproduces_own_hidden_states(tiny_world, tiny_models):
     backend = load("drafter", tiny_models["drafter"])
     inputs = backend.prepare(visual(tiny_world, "drafter"), QUESTIONS)
     gen = greedy_generate(backend, inputs, 8)
-    tf = teacher_forced_hidden(backend, inputs, gen.tokens)
-    torch.testing.assert_close(tf, gen.hidden, atol=1e-4, rtol=1e-4)
+    tf = teacher_forced_hidden(backend, inputs, gen.tokens, gen.lengths, len(backend.tokenizer))
+    valid = torch.arange(gen.tokens.shape[1])[None] < gen.lengths[:, None]
+    torch.testing.assert_close(tf[valid], gen.hidden[valid], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("quant", ["4bit", "8bit"])
@@ -82,7 +95,7 @@ def test_quantized_loading_generates(tiny_world, tiny_models, kind, quant):
     assert any("Linear" in type(m).__name__ and ("4bit" in type(m).__name__ or "8bit" in type(m).__name__)
                for m in backend.model.modules())
     gen = greedy_generate(backend, backend.prepare(visual(tiny_world, kind, slice(0, 2)), QUESTIONS[:2]), 5)
-    assert gen.tokens.shape[0] == 2 and (gen.lengths >= 1).all()
+    assert gen.tokens.shape[0] == 2 and gen.lengths.tolist() == lengths_of(gen.tokens, backend.eos_token_id)
     logits = backend.lm_head(gen.hidden.to(backend.lm_head.weight.dtype))
     valid = torch.arange(gen.tokens.shape[1])[None] < gen.lengths[:, None]
     assert (logits.argmax(-1) == gen.tokens)[valid].all()
@@ -146,10 +159,7 @@ def test_llava_checkpoint_as_drafter(tiny_world, tiny_llava_drafter):
     ours = greedy_generate(backend, inputs, 8)
     ref = backend.model.generate(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask, **inputs.visual,
                                  max_new_tokens=8, do_sample=False, pad_token_id=backend.pad_token_id)
-    ref = ref[:, inputs.input_ids.shape[1]:]
-    for i in range(len(QUESTIONS)):
-        n = int(ours.lengths[i])
-        assert ours.tokens[i, :n].tolist() == ref[i, :n].tolist()
+    assert_same_greedy(ours, ref[:, inputs.input_ids.shape[1]:], backend.eos_token_id, 8)
 
 
 def test_overlay_keeps_latest_event_colour():

@@ -13,17 +13,28 @@ from eventspec.models.loading import ModelLoadError
 from eventspec.models.eventgpt import (
     EV_END_TOKEN,
     EV_START_TOKEN,
-    EVENT_TOKEN,
+    EVENT_TOKEN_INDEX,
     MODEL_TYPE,
-    VICUNA_V1_SYSTEM,
     EventGPTConfig,
     EventGPTForCausalLM,
     build_prompt,
     event_pixel_values,
+    event_prompt_ids,
+    expand_event_placeholder,
     load_eventgpt,
     num_event_tokens,
     spatio_temporal_aggregate,
     tiny_eventgpt_config,
+    tokenizer_event_token,
+)
+from real_checkpoints import (
+    CLIP,
+    EVENTGPT_V1_IDS,
+    LLM,
+    TOWER_PREFIX,
+    original_shapes,
+    vicuna_tokenizer,
+    write_original_checkpoint,
 )
 
 VOCAB, EVENT_ID, PAD, BOS, EOS = 64, 63, 0, 1, 2
@@ -55,140 +66,7 @@ def random_events(config: EventGPTConfig, batch: int, seed: int) -> torch.Tensor
     images = rng.integers(0, 256, size=(batch, config.num_event_chunks, 48, 80, 3), dtype=np.uint8)
     return event_pixel_values(images, config)
 
-
-# --- EventGPT's checkpoint layout, written key by key -------------------------------------------------------------
-
-LLM = {"hidden": 64, "intermediate": 128, "layers": 2, "heads": 4, "vocab": 80}
-CLIP = {"hidden": 32, "intermediate": 64, "layers": 2, "heads": 2, "image": 32, "patch": 8}
-
-
-def original_config_json(clip_dir) -> dict:
-    """config.json as EventGPT's training code saves it (EventChatConfig = LlamaConfig + mm keys, transformers 4.37)."""
-    return {
-        "_name_or_path": "./checkpoints/vicuna-7b-v1.5",
-        "architectures": ["EventChatModel"],
-        "attention_bias": False,
-        "attention_dropout": 0.0,
-        "bos_token_id": 1,
-        "eos_token_id": 2,
-        "event_feature_adaptor": True,
-        "hidden_act": "silu",
-        "hidden_size": LLM["hidden"],
-        "initializer_range": 0.02,
-        "intermediate_size": LLM["intermediate"],
-        "max_position_embeddings": 4096,
-        "mm_use_im_patch_token": False,
-        "mm_use_im_start_end": False,
-        "mm_visual_tower": str(clip_dir),
-        "model_type": "EventChat_llama",
-        "num_attention_heads": LLM["heads"],
-        "num_hidden_layers": LLM["layers"],
-        "num_key_value_heads": LLM["heads"],
-        "pad_token_id": 0,
-        "pretraining_tp": 1,
-        "rms_norm_eps": 1e-05,
-        "rope_scaling": None,
-        "rope_theta": 10000.0,
-        "tie_word_embeddings": False,
-        "torch_dtype": "bfloat16",
-        "transformers_version": "4.37.2",
-        "use_cache": True,
-        "vocab_size": LLM["vocab"],
-    }
-
-
-def clip_tower_shapes(prefix: str) -> dict[str, tuple[int, ...]]:
-    """CLIPVisionModel keys as transformers 4.x saves them (with the `vision_model.` level)."""
-    d, i, p = CLIP["hidden"], CLIP["intermediate"], CLIP["patch"]
-    positions = (CLIP["image"] // p) ** 2 + 1
-    shapes = {
-        f"{prefix}embeddings.class_embedding": (d,),
-        f"{prefix}embeddings.patch_embedding.weight": (d, 3, p, p),
-        f"{prefix}embeddings.position_embedding.weight": (positions, d),
-        f"{prefix}pre_layrnorm.weight": (d,),
-        f"{prefix}pre_layrnorm.bias": (d,),
-        f"{prefix}post_layernorm.weight": (d,),
-        f"{prefix}post_layernorm.bias": (d,),
-    }
-    for layer in range(CLIP["layers"]):
-        block = f"{prefix}encoder.layers.{layer}."
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            shapes[f"{block}self_attn.{proj}.weight"] = (d, d)
-            shapes[f"{block}self_attn.{proj}.bias"] = (d,)
-        for norm in ("layer_norm1", "layer_norm2"):
-            shapes[f"{block}{norm}.weight"] = (d,)
-            shapes[f"{block}{norm}.bias"] = (d,)
-        shapes[f"{block}mlp.fc1.weight"] = (i, d)
-        shapes[f"{block}mlp.fc1.bias"] = (i,)
-        shapes[f"{block}mlp.fc2.weight"] = (d, i)
-        shapes[f"{block}mlp.fc2.bias"] = (d,)
-    return shapes
-
-
-TOWER_PREFIX = "model.visual_tower.visual_tower.vision_model."
-
-
-def original_shapes(with_tower: bool = True) -> dict[str, tuple[int, ...]]:
-    """Every tensor of an EventGPT (EventChatModel) checkpoint, by its original name."""
-    d, i, v = LLM["hidden"], LLM["intermediate"], LLM["vocab"]
-    shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,), "lm_head.weight": (v, d)}
-    for layer in range(LLM["layers"]):
-        block = f"model.layers.{layer}."
-        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
-            shapes[f"{block}self_attn.{proj}.weight"] = (d, d)
-        shapes[f"{block}mlp.gate_proj.weight"] = (i, d)
-        shapes[f"{block}mlp.up_proj.weight"] = (i, d)
-        shapes[f"{block}mlp.down_proj.weight"] = (d, i)
-        shapes[f"{block}input_layernorm.weight"] = (d,)
-        shapes[f"{block}post_attention_layernorm.weight"] = (d,)
-    if with_tower:
-        shapes.update(clip_tower_shapes(TOWER_PREFIX))
-    shapes.update(
-        {
-            "model.visual_projector.0.weight": (d, CLIP["hidden"]),
-            "model.visual_projector.0.bias": (d,),
-            "model.visual_projector.2.weight": (d, d),
-            "model.visual_projector.2.bias": (d,),
-            "model.feature_adaptor.weight": (d, d),
-            "model.feature_adaptor.bias": (d,),
-        }
-    )
-    return shapes
-
-
-def random_tensors(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {name: 0.05 * torch.randn(shape, generator=generator) for name, shape in shapes.items()}
-
-
-def write_clip_dir(root, with_weights: bool = False) -> tuple:
-    """A local CLIP model directory in the openai/clip-vit-* format (full CLIPConfig, `vision_model.` keys)."""
-    clip_dir = root / "clip-vit-tiny"
-    vision = {
-        "hidden_size": CLIP["hidden"],
-        "intermediate_size": CLIP["intermediate"],
-        "num_hidden_layers": CLIP["layers"],
-        "num_attention_heads": CLIP["heads"],
-        "image_size": CLIP["image"],
-        "patch_size": CLIP["patch"],
-    }
-    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
-    CLIPConfig(vision_config=vision, text_config=text, projection_dim=16).save_pretrained(clip_dir)
-    weights = {}
-    if with_weights:
-        weights = random_tensors(clip_tower_shapes("vision_model."), seed=7)
-        save_file(weights, str(clip_dir / "model.safetensors"), metadata={"format": "pt"})
-    return clip_dir, weights
-
-
-def write_original_checkpoint(root, drop: tuple[str, ...] = (), with_tower: bool = True) -> tuple:
-    clip_dir, clip_weights = write_clip_dir(root, with_weights=not with_tower)
-    checkpoint = root / "EventGPT-tiny"
-    checkpoint.mkdir()
-    (checkpoint / "config.json").write_text(json.dumps(original_config_json(clip_dir), indent=2))
-    tensors = {k: v for k, v in random_tensors(original_shapes(with_tower), seed=3).items() if k not in drop}
-    save_file(tensors, str(checkpoint / "model.safetensors"), metadata={"format": "pt"})
-    return checkpoint, tensors, clip_weights
+# --- EventGPT's checkpoint layout: real_checkpoints.py writes it key by key ---------------------------------------
 
 
 def ours(original_key: str) -> str:
@@ -383,14 +261,43 @@ def test_visual_token_counts():
     assert num_event_tokens(EventGPTConfig()) == 5 + 576 + 1
 
 
-def test_build_prompt_is_vicuna_v1_with_expanded_placeholder():
+@pytest.fixture(scope="module")
+def vicuna():
+    return vicuna_tokenizer()
+
+
+def test_prompt_ids_are_eventgpts_published_ids(vicuna):
+    """conv_eventgpt_v1 + tokenizer_event_token on a Vicuna tokenizer give the published ids (-200 spliced in)."""
     config = tiny_config()
 
-    prompt = build_prompt("What moves?", config)
+    ids = tokenizer_event_token(build_prompt("What is shown in this image?", config), vicuna)
 
-    events = EVENT_TOKEN * num_event_tokens(config)
-    assert prompt == f"{VICUNA_V1_SYSTEM} USER: {EV_START_TOKEN}{events}{EV_END_TOKEN}\nWhat moves? ASSISTANT:"
-    assert VICUNA_V1_SYSTEM.startswith("A chat between a curious human and an artificial intelligence assistant.")
+    assert ids == EVENTGPT_V1_IDS
+    expanded = event_prompt_ids("What is shown in this image?", config, vicuna)
+    at = EVENTGPT_V1_IDS.index(EVENT_TOKEN_INDEX)
+    n = num_event_tokens(config)
+    assert expanded == EVENTGPT_V1_IDS[:at] + [config.event_token_index] * n + EVENTGPT_V1_IDS[at + 1 :]
+
+
+def test_event_markers_only_when_the_config_asks():
+    config = tiny_config()
+    config.mm_use_im_start_end = True
+    vicuna = vicuna_tokenizer()
+    vicuna.add_tokens([EV_START_TOKEN, EV_END_TOKEN], special_tokens=True)  # as EventGPT's builder does
+    start, end = vicuna.convert_tokens_to_ids([EV_START_TOKEN, EV_END_TOKEN])
+
+    ids = tokenizer_event_token(build_prompt("What is shown in this image?", config), vicuna)
+
+    at = ids.index(EVENT_TOKEN_INDEX)
+    assert ids[at - 1 : at + 2] == [start, EVENT_TOKEN_INDEX, end] and {start, end} == {32000, 32001}
+    assert EV_START_TOKEN not in build_prompt("What?", tiny_config())
+
+
+def test_prompt_without_exactly_one_placeholder_is_an_error():
+    config = tiny_config()
+    for ids, count in (([1, 5, 6], 0), ([1, EVENT_TOKEN_INDEX, 5, EVENT_TOKEN_INDEX], 2)):
+        with pytest.raises(ValueError, match=rf"exactly one event placeholder \(-200\), got {count}"):
+            expand_event_placeholder(ids, config)
 
 
 def test_event_pixel_values_resizes_and_normalises():
@@ -408,14 +315,13 @@ def test_event_pixel_values_resizes_and_normalises():
         event_pixel_values(images[:, :3], config)
 
 
-def test_spatio_temporal_aggregate_means():
-    features = torch.arange(2 * 3 * 4 * 2, dtype=torch.float32).reshape(2, 3, 4, 2)
+def test_spatio_temporal_aggregate_values():
+    """Two chunks x three positions, values by hand: temporal tokens (chunk means) first, then spatial (position means)."""
+    features = torch.tensor([[[[1.0], [3.0], [8.0]], [[5.0], [11.0], [2.0]]]])
 
     tokens = spatio_temporal_aggregate(features)
 
-    assert tokens.shape == (2, 3 + 4, 2)
-    torch.testing.assert_close(tokens[:, :3], features.mean(dim=2))
-    torch.testing.assert_close(tokens[:, 3:], features.mean(dim=1))
+    assert tokens[0, :, 0].tolist() == [4.0, 6.0, 3.0, 7.0, 5.0]
 
 
 def test_pipeline_interface(model):

@@ -29,6 +29,8 @@ from .digest import DigestMismatch, read_digest, verify_rows
 from .hidden_dtype import STORAGE_DTYPES, to_storage
 from .models.backend import Backend, greedy_generate, teacher_forced_hidden
 from .models.drafter import load_drafter
+from .models.eventgpt import MODEL_TYPE as EVENTGPT_MODEL_TYPE
+from .models.loading import check_shared_vocabulary, load_tokenizer, locate_checkpoint, read_model_config, shared_vocab_size
 from .models.verifier import load_verifier
 
 WHOLE_SHARD = 1 << 30
@@ -142,7 +144,8 @@ def extract_batch(verifier: Backend, drafter: Backend, frames, event_images, que
     v = greedy_generate(verifier, verifier.prepare(frames, questions), T)
     d_inputs = drafter.prepare(event_images, questions)
     d = greedy_generate(drafter, d_inputs, T)
-    tf = teacher_forced_hidden(drafter, d_inputs, v.tokens)
+    shared = shared_vocab_size(verifier.tokenizer, drafter.tokenizer)
+    tf = teacher_forced_hidden(drafter, d_inputs, v.tokens, v.lengths, shared)
     return {
         "verifier_tokens": padded(zero_after(v.tokens, v.lengths, -1), T, -1),
         "drafter_tokens": padded(zero_after(d.tokens, d.lengths, -1), T, -1),
@@ -208,6 +211,25 @@ def identity(cfg: dict, split: str, samples_digest: dict) -> dict:
     }
 
 
+def load_pair(models: dict) -> tuple[Backend, Backend]:
+    """The verifier and drafter of ``models`` (the config's ``models`` section), checked as a pair first.
+
+    Before any weights are read: both devices exist here, both paths resolve (directory or cached hub id),
+    both configs are of the right architecture, both tokenizers load and agree on every id they share.
+    """
+    kinds = {"verifier": ("video_llava",), "drafter": (EVENTGPT_MODEL_TYPE, "llava")}
+    paths = {}
+    for name, model_types in kinds.items():
+        paths[name], _ = locate_checkpoint(models[name]["path"], models[name]["device"], name)
+        read_model_config(paths[name], model_types)
+    tokenizers = {name: load_tokenizer(path) for name, path in paths.items()}
+    check_shared_vocabulary(tokenizers["verifier"], tokenizers["drafter"], paths["verifier"], paths["drafter"])
+    mv, md = models["verifier"], models["drafter"]
+    verifier = load_verifier(paths["verifier"], mv["dtype"], mv["quant"], mv["device"])
+    drafter = load_drafter(paths["drafter"], md["dtype"], md["quant"], md["device"])
+    return verifier, drafter
+
+
 def extract_features(
     cfg: dict,
     split: str,
@@ -229,8 +251,7 @@ def extract_features(
             f"and of extract.chunk_rows ({ex['chunk_rows']})"
         )
     mv, md = cfg["models"]["verifier"], cfg["models"]["drafter"]
-    verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"])
-    drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"])
+    verifier, drafter = load_pair(cfg["models"])
     T = ex["max_new_tokens"]
     layout = feature_layout(
         T, verifier.hidden_size, drafter.hidden_size, ex["dtype"], ex["chunk_rows"], ex["chunk_positions"]

@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .models.loading import ModelLoadError
+from .models.loading import ModelLoadError, resolve_checkpoint
 
 LM_HEAD_KEYS = ("lm_head.weight", "language_model.lm_head.weight")
 """Where the head lives: transformers v5 layout first, then the layout of the published
@@ -49,7 +49,9 @@ def ties_embeddings(checkpoint: Path) -> bool:
 
 def read_lm_head(checkpoint: str | Path) -> torch.Tensor:
     """The LM head weight [vocab, hidden] in its stored dtype, read as one tensor from the safetensors files."""
-    checkpoint = Path(checkpoint)
+    checkpoint = resolve_checkpoint(checkpoint, "models.verifier.path")
+    if not (checkpoint / "config.json").is_file():
+        raise ModelLoadError(f"models.verifier.path: {checkpoint} is not a checkpoint directory (no config.json)")
     files = weight_files(checkpoint)
     keys = LM_HEAD_KEYS + (TIED_EMBEDDING_KEYS if ties_embeddings(checkpoint) else ())
     for key in keys:

@@ -10,6 +10,11 @@ last-layer state at the position whose logits produce token ``t``, so
 Batches are left-padded. Position ids follow the attention mask (pads get 0,
 real tokens count from 0), exactly as transformers' ``generate`` does, so a
 row decodes the same tokens alone or in a batch.
+
+Pads never reach a model as content: every padding position (left padding of
+prompts, the steps a finished row still takes, teacher-forced positions past
+the verifier's answer) holds an id the model can embed (its pad token, else
+its unk, else its EOS: Vicuna has no pad token) under attention mask 0.
 """
 
 from __future__ import annotations
@@ -79,11 +84,23 @@ class Backend:
 
     @property
     def pad_token_id(self) -> int:
-        return self.tokenizer.pad_token_id
+        """The id padding positions hold (masked out): the tokenizer's pad, else unk, else EOS."""
+        tok = self.tokenizer
+        return next(i for i in (tok.pad_token_id, tok.unk_token_id, tok.eos_token_id) if i is not None)
+
+    @property
+    def unk_token_id(self) -> int:
+        """What a token this model has no entry for becomes when another model hands it over."""
+        tok = self.tokenizer
+        return tok.unk_token_id if tok.unk_token_id is not None else self.pad_token_id
 
     def prompt(self, question: str) -> str:
         """The model's chat prompt for ``question``, visual placeholders expanded."""
         raise NotImplementedError
+
+    def prompt_ids(self, question: str) -> list[int]:
+        """Token ids of the prompt for ``question``, BOS and one id per visual token included."""
+        return self.tokenizer(self.prompt(question))["input_ids"]
 
     def visual_inputs(self, visual: np.ndarray) -> dict[str, torch.Tensor]:
         """The model's visual keyword arguments for a batch of uint8 images [B, N, H, W, 3]."""
@@ -91,8 +108,8 @@ class Backend:
 
     def prepare(self, visual: np.ndarray, questions: list[str]) -> PrefillInputs:
         """Left-padded inputs for B (window, question) pairs."""
-        enc = self.tokenizer([self.prompt(q) for q in questions], return_tensors="pt", padding=True)
-        return PrefillInputs(enc["input_ids"], enc["attention_mask"], self.visual_inputs(visual))
+        input_ids, attention_mask = left_pad([self.prompt_ids(q) for q in questions], self.pad_token_id)
+        return PrefillInputs(input_ids, attention_mask, self.visual_inputs(visual))
 
     def _run(self, input_ids, attention_mask, cache, visual=None) -> torch.Tensor:
         """Final-normed hidden states [B, n, D] of ``input_ids`` appended to ``cache``."""
@@ -122,16 +139,19 @@ class Backend:
 
     @torch.no_grad()
     def forward(
-        self, tokens: torch.Tensor, state: DecodeState, logits: bool = True
+        self, tokens: torch.Tensor, state: DecodeState, logits: bool = True, valid: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Append ``tokens`` [B, n]; return their hidden states [B, n, D] and logits [B, n, V].
 
         With ``logits=False`` (teacher forcing reads hidden states only) no
         full-vocabulary logits are computed except at the last position, which
         keeps ``state`` ready for the next step; the second value is then None.
+        ``valid`` [B, n] (default all true) marks padding positions false: they
+        are masked out of attention, now and in later steps.
         """
         tokens = tokens.to(self.device)
-        state.attention_mask = torch.cat([state.attention_mask, torch.ones_like(tokens)], dim=1)
+        mask = torch.ones_like(tokens) if valid is None else valid.to(self.device, tokens.dtype)
+        state.attention_mask = torch.cat([state.attention_mask, mask], dim=1)
         hidden = self._run(tokens, state.attention_mask, state.cache)
         all_logits = self.logits(hidden) if logits else None
         state.hidden = hidden[:, -1]
@@ -149,8 +169,24 @@ class Backend:
         return next(p for p in self.model.parameters() if p.is_floating_point()).dtype
 
 
-def decode_one_token(backend: Backend, token: torch.Tensor, state: DecodeState) -> None:
-    backend.forward(token[:, None], state)
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` [B, L] of token-id lists, padded on the left with ``pad_id``.
+
+    Done here rather than by the tokenizer: prompts carry ids the tokenizer never emits (EventGPT's
+    placeholder), and a tokenizer without a pad token (Vicuna) cannot pad.
+    """
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
+    return ids, mask
+
+
+def decode_one_token(backend: Backend, token: torch.Tensor, state: DecodeState, valid: torch.Tensor | None = None) -> None:
+    backend.forward(token[:, None], state, valid=None if valid is None else valid[:, None])
 
 
 @torch.no_grad()
@@ -170,20 +206,37 @@ def greedy_generate(backend: Backend, inputs: PrefillInputs, max_new_tokens: int
         done |= token == backend.eos_token_id
         if done.all() or step == max_new_tokens - 1:
             break
-        decode_one_token(backend, token, state)
+        decode_one_token(backend, token, state, ~done)
     return Generation(torch.stack(tokens, 1).cpu(), torch.stack(hidden, 1).float().cpu(), lengths.cpu())
 
 
+def receivable_tokens(receiver: Backend, tokens: torch.Tensor, lengths: torch.Tensor, shared_vocab: int):
+    """Another model's ``tokens`` [B, T] (valid up to ``lengths``) as ids ``receiver`` can embed, and the mask.
+
+    An id outside the vocabulary both models share (``shared_vocab``: e.g. Video-LLaVA's ``<image>`` 32000 or
+    its pad 32002 for a 32000-id EventGPT) becomes the receiver's unk; positions past ``lengths`` hold the
+    receiver's pad id and are marked invalid.
+    """
+    valid = torch.arange(tokens.shape[1])[None, :] < lengths[:, None].to(tokens.device)
+    known = torch.where((tokens >= 0) & (tokens < shared_vocab), tokens, receiver.unk_token_id)
+    return torch.where(valid, known, receiver.pad_token_id), valid
+
+
 @torch.no_grad()
-def teacher_forced_hidden(backend: Backend, inputs: PrefillInputs, tokens: torch.Tensor) -> torch.Tensor:
-    """Hidden states [B, T, D] of ``backend`` reading ``tokens`` [B, T] after its prompt, in one forward.
+def teacher_forced_hidden(
+    backend: Backend, inputs: PrefillInputs, tokens: torch.Tensor, lengths: torch.Tensor, shared_vocab: int
+) -> torch.Tensor:
+    """Hidden states [B, T, D] of ``backend`` reading another model's ``tokens`` [B, T] after its prompt, in one forward.
 
     Position t has seen the prompt and tokens[:, :t], the same text prefix the
-    model that produced ``tokens`` had seen when it produced token t.
+    model that produced ``tokens`` had seen when it produced token t. Tokens
+    pass through ``receivable_tokens``; positions t >= lengths are padding
+    (masked out; their hidden states are meaningless).
     """
     state = backend.prefill(inputs)
     first = state.hidden[:, None]
     if tokens.shape[1] <= 1:
         return first.float().cpu()[:, : tokens.shape[1]]
-    hidden, _ = backend.forward(tokens[:, :-1], state, logits=False)
+    ids, valid = receivable_tokens(backend, tokens, lengths, shared_vocab)
+    hidden, _ = backend.forward(ids[:, :-1], state, logits=False, valid=valid[:, :-1])
     return torch.cat([first, hidden], dim=1).float().cpu()

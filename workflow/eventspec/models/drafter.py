@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from .backend import Backend
-from .eventgpt import MODEL_TYPE, build_prompt, event_pixel_values, load_eventgpt, num_event_tokens
-from .loading import ModelLoadError, load_model, read_model_config, torch_dtype
+from .eventgpt import (
+    EV_END_TOKEN,
+    EV_START_TOKEN,
+    MODEL_TYPE,
+    event_pixel_values,
+    event_prompt_ids,
+    load_eventgpt,
+    num_event_tokens,
+)
+from .loading import ModelLoadError, load_model, load_tokenizer, locate_checkpoint, read_model_config, torch_dtype
 
 LLAVA_PROMPT = "USER: <image>\n{question} ASSISTANT:"
 IMAGE_TOKEN = "<image>"
@@ -23,8 +31,8 @@ class DrafterBackend(Backend):
     def num_visual_tokens(self) -> int:
         return num_event_tokens(self.model.config)
 
-    def prompt(self, question: str) -> str:
-        return build_prompt(question, self.model.config)
+    def prompt_ids(self, question: str) -> list[int]:
+        return event_prompt_ids(question, self.model.config, self.tokenizer)
 
     def visual_inputs(self, event_images: np.ndarray) -> dict[str, torch.Tensor]:
         return {"event_pixel_values": event_pixel_values(event_images, self.model.config)}
@@ -60,14 +68,25 @@ class LlavaDrafterBackend(Backend):
         return {"pixel_values": self.image_processor(images=images, return_tensors="pt")["pixel_values"]}
 
 
-def load_drafter(path, dtype: str = "float32", quant: str = "none", device: str = "cpu") -> Backend:
-    """An EventGPT checkpoint (model_type EventChat_llama) or an HF Llava one, by its config."""
+def check_event_markers(path, config: dict, tokenizer) -> None:
+    """A config asking for ``<ev_start>``/``<ev_end>`` needs a tokenizer holding them (EventGPT adds them)."""
+    if not config.get("mm_use_im_start_end"):
+        return
+    missing = [t for t in (EV_START_TOKEN, EV_END_TOKEN) if t not in tokenizer.get_vocab()]
+    if missing:
+        raise ModelLoadError(f"{path}: config.json sets mm_use_im_start_end but the tokenizer has no {', '.join(missing)}")
+
+
+def load_drafter(path, dtype: str = "float32", quant: str = "none", device: str = "cpu", name: str = "drafter") -> Backend:
+    """An EventGPT checkpoint (model_type EventChat_llama) or an HF Llava one, by its config.
+
+    ``path`` is a directory or a hub id in the local cache; errors name ``models.<name>.*`` or the path.
+    """
+    path, device = locate_checkpoint(path, device, name)
     config = read_model_config(path, (MODEL_TYPE, "llava"))
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", local_files_only=True)
-    except OSError as err:
-        raise ModelLoadError(f"{path}: tokenizer missing ({err})") from err
+    tokenizer = load_tokenizer(path)
     if config["model_type"] == MODEL_TYPE:
+        check_event_markers(path, config, tokenizer)
         return DrafterBackend(load_eventgpt(path, torch_dtype(dtype), device, quant), tokenizer, device)
     model = load_model(LlavaForConditionalGeneration, path, dtype, quant, device)
     try:

@@ -20,10 +20,15 @@ Checkpoint compatibility. EventGPT's checkpoint is a ``LlamaForCausalLM`` whose 
 names. transformers v5 dropped ``CLIPVisionModel``'s ``vision_model.`` level; a registered key renaming adds it
 back on save and strips it on load, so the files we write keep EventGPT's layout.
 
-Differences from the original, on purpose: the visual tokens are merged the transformers-v5 Llava way (the prompt
-holds one event token per visual token, replaced by ``masked_scatter``) instead of splicing embeddings into a
-re-padded batch, so left-padded batches, the KV cache and ``generate()`` behave like any causal LM; and the CLIP
-architecture is stored in ``config.vision_config`` so a checkpoint never needs the hub to be built.
+Prompts are built as EventGPT builds them: the Vicuna v1 template (``conv_eventgpt_v1``) with ``<event>`` in the
+user turn, tokenized chunk by chunk around ``<event>`` with EVENT_TOKEN_INDEX (-200) spliced in between
+(``tokenizer_event_token``); the tokenizer never sees ``<event>`` and needs no entry for it.
+
+Differences from the original, on purpose: the visual tokens are merged the transformers-v5 Llava way instead of
+splicing embeddings into a re-padded batch: ``expand_event_placeholder`` turns the one placeholder id into one
+``config.event_token_index`` per visual token before the ids reach the model, and ``masked_scatter`` writes the
+visual tokens there, so left-padded batches, the KV cache and ``generate()`` behave like any causal LM; and the
+CLIP architecture is stored in ``config.vision_config`` so a checkpoint never needs the hub to be built.
 """
 
 import json
@@ -53,7 +58,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from transformers.models.llama.modeling_llama import LlamaModel, LlamaPreTrainedModel
 from transformers.utils.generic import can_return_tuple
 
-from .loading import ModelLoadError, quantization_config
+from .loading import ModelLoadError, device_placement, quantization_config
 
 MODEL_TYPE = "EventChat_llama"
 """``model_type`` of EventGPT's ``EventChatConfig``."""
@@ -118,6 +123,9 @@ class EventGPTConfig(LlamaConfig):
         ``vision_config`` is absent (an original EventGPT config.json) and it names a local directory.
     event_feature_adaptor (`bool`, defaults to `True`):
         EventGPT's key: whether the model has the ``feature_adaptor`` linear layer.
+    mm_use_im_start_end (`bool`, defaults to `False`):
+        EventGPT's (LLaVA's) key: whether the placeholder is wrapped in ``<ev_start>``/``<ev_end>`` tokens, which the
+        tokenizer must then hold. False in the released EventGPT-7B.
     vision_config (`CLIPVisionConfig` or `dict`, *optional*):
         Architecture of the CLIP tower; ViT-L/14-336 when neither it nor a local ``mm_visual_tower`` is given.
     event_token_index (`int`, defaults to -200):
@@ -133,6 +141,7 @@ class EventGPTConfig(LlamaConfig):
 
     mm_visual_tower: str | None = None
     event_feature_adaptor: bool = True
+    mm_use_im_start_end: bool = False
     vision_config: dict | CLIPVisionConfig | None = None
     event_token_index: int = EVENT_TOKEN_INDEX
     num_event_chunks: int = 5
@@ -150,16 +159,53 @@ def num_event_tokens(config: EventGPTConfig) -> int:
     return config.num_event_chunks + patches_per_side * patches_per_side + 1
 
 
-def build_prompt(question: str, config: EventGPTConfig, system: str = VICUNA_V1_SYSTEM) -> str:
-    """EventGPT's Vicuna v1 prompt (``conv_eventgpt_v1`` + ``prepare_event_prompt``), placeholder expanded.
+VICUNA_V1_ROLES = ("USER", "ASSISTANT")
+VICUNA_V1_SEP = " "
+"""``conv_eventgpt_v1``: separator style TWO, sep " " (after the system prompt and user turns), sep2 "</s>"
+(after assistant turns, so not in a generation prompt)."""
 
-    EventGPT writes ``<ev_start><event><ev_end>\\n{question}`` as the user turn and later splices the visual
-    tokens in at ``<event>``; here ``<event>`` is repeated ``num_event_tokens(config)`` times, as transformers v5
-    Llava processors expand ``<image>``, so the tokenizer must map ``<event>`` to ``config.event_token_index``.
-    The text does not include BOS; Llama tokenizers add it.
+
+def build_prompt(question: str, config: EventGPTConfig, system: str = VICUNA_V1_SYSTEM) -> str:
+    """EventGPT's generation prompt: one ``<event>`` then a newline and the question as the user turn.
+
+    ``<ev_start>``/``<ev_end>`` wrap the placeholder only when ``config.mm_use_im_start_end`` asks for them. The
+    text has no BOS (Llama tokenizers add it) and one ``<event>``: ``tokenizer_event_token`` turns it into ids.
     """
-    events = EVENT_TOKEN * num_event_tokens(config)
-    return f"{system} USER: {EV_START_TOKEN}{events}{EV_END_TOKEN}\n{question} ASSISTANT:"
+    event = f"{EV_START_TOKEN}{EVENT_TOKEN}{EV_END_TOKEN}" if config.mm_use_im_start_end else EVENT_TOKEN
+    user, assistant = VICUNA_V1_ROLES
+    return f"{system}{VICUNA_V1_SEP}{user}: {event}\n{question}{VICUNA_V1_SEP}{assistant}:"
+
+
+def tokenizer_event_token(prompt: str, tokenizer, placeholder_id: int = EVENT_TOKEN_INDEX) -> list[int]:
+    """Token ids of ``prompt`` with ``placeholder_id`` where ``<event>`` stands, as EventGPT's helper makes them.
+
+    Each chunk between placeholders is tokenized on its own (so a Llama tokenizer starts each with its dummy
+    prefix ``▁``, id 29871 before the newline after the placeholder); the first chunk keeps its BOS, the others
+    drop theirs.
+    """
+    chunks = [tokenizer(chunk)["input_ids"] for chunk in prompt.split(EVENT_TOKEN)]
+    bos = tokenizer.bos_token_id
+    keep_bos = bool(chunks[0]) and bos is not None and chunks[0][0] == bos
+    ids = [bos] if keep_bos else []
+    for i, chunk in enumerate(chunks):
+        if i:
+            ids.append(placeholder_id)
+        ids += chunk[1:] if keep_bos and chunk[:1] == [bos] else chunk
+    return ids
+
+
+def expand_event_placeholder(ids: list[int], config: EventGPTConfig, placeholder_id: int = EVENT_TOKEN_INDEX) -> list[int]:
+    """``ids`` with its one placeholder replaced by ``num_event_tokens(config)`` copies of ``config.event_token_index``
+    (one position per visual token, for ``merge_event_features``)."""
+    if ids.count(placeholder_id) != 1:
+        raise ValueError(f"an EventGPT prompt holds exactly one event placeholder ({placeholder_id}), got {ids.count(placeholder_id)}")
+    at = ids.index(placeholder_id)
+    return ids[:at] + [config.event_token_index] * num_event_tokens(config) + ids[at + 1 :]
+
+
+def event_prompt_ids(question: str, config: EventGPTConfig, tokenizer) -> list[int]:
+    """The ids EventGPT's model reads for ``question``: template, placeholder spliced in, then expanded."""
+    return expand_event_placeholder(tokenizer_event_token(build_prompt(question, config), tokenizer), config)
 
 
 @lru_cache(maxsize=8)
@@ -276,8 +322,8 @@ class EventGPTModel(EventGPTPreTrainedModel, LlamaModel):
         if event_features.shape[0] != input_ids.shape[0] or bool((per_sample != event_features.shape[1]).any()):
             raise ValueError(
                 f"event tokens per sample in input_ids {per_sample.tolist()} do not match the visual tokens "
-                f"({event_features.shape[0]} samples x {event_features.shape[1]}); build prompts with build_prompt() "
-                f"and a tokenizer mapping {EVENT_TOKEN} to config.event_token_index={self.config.event_token_index}"
+                f"({event_features.shape[0]} samples x {event_features.shape[1]}); build prompt ids with "
+                f"event_prompt_ids() (config.event_token_index={self.config.event_token_index})"
             )
         mask = event_mask.unsqueeze(-1).to(inputs_embeds.device)
         return inputs_embeds.masked_scatter(mask, event_features.to(inputs_embeds.device, inputs_embeds.dtype))
@@ -500,14 +546,14 @@ def load_eventgpt(
         config.vision_config = CLIPVisionConfig.from_pretrained(clip_dir)
     # Mismatched shapes are collected (not raised) so the error below can name them with the path.
     bnb = quantization_config(quant, dtype)
-    placement = {"quantization_config": bnb, "device_map": {"": str(device)}} if bnb else {}
+    placement = device_placement(device) | ({"quantization_config": bnb} if bnb else {})
     model, info = EventGPTForCausalLM.from_pretrained(
         path, config=config, dtype=dtype, output_loading_info=True, ignore_mismatched_sizes=True, **placement
     )
     missing = sorted(info["missing_keys"])
     tower_only = missing and all(key.startswith("model.visual_tower.") for key in missing)
     if tower_only and clip_dir is not None and _has_weights(clip_dir):
-        clip = CLIPVisionModel.from_pretrained(clip_dir, dtype=dtype)
+        clip = CLIPVisionModel.from_pretrained(clip_dir, dtype=dtype, **device_placement(device))
         model.model.visual_tower.visual_tower.load_state_dict(clip.state_dict(), strict=True)
         missing = []
     mismatched = [f"{key} (checkpoint {tuple(got)}, model {tuple(want)})" for key, got, want in info["mismatched_keys"]]
@@ -518,4 +564,4 @@ def load_eventgpt(
     )
     if details:
         raise ModelLoadError(f"{path} is not a complete EventGPT checkpoint: {details}")
-    return (model if bnb else model.to(device)).eval()
+    return model.eval()

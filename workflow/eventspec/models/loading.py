@@ -1,8 +1,16 @@
 """Loading checkpoints with a dtype, an optional bitsandbytes quantisation and a device.
 
-Every failure names the path and what was expected: a missing directory, a
-config of another architecture, missing or unexpected weights, or a
-quantisation mode the platform cannot run.
+Every failure names the path (or the config key) and what was expected: a
+missing directory, a hub id not in the local Hugging Face cache, a device this
+machine does not have, a config of another architecture, a missing tokenizer,
+missing or unexpected weights (the LM head included), or a quantisation mode
+the platform cannot run. The cheap checks (device, path, config, tokenizer)
+run before any weights are read.
+
+Every model loads straight onto its device (``device_map``), never on the CPU
+first: transformers v5 always loads onto the meta device and materialises each
+tensor where ``device_map`` puts it (its old ``low_cpu_mem_usage`` flag is gone
+because that is now the only behaviour).
 """
 
 from __future__ import annotations
@@ -11,7 +19,10 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import BitsAndBytesConfig
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+from huggingface_hub.utils import validate_repo_id
+from transformers import AutoTokenizer, BitsAndBytesConfig
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 QUANT_MODES = ("none", "4bit", "8bit")
@@ -24,6 +35,113 @@ the offline metrics read directly) keep the compute dtype."""
 
 class ModelLoadError(ValueError):
     """A checkpoint that cannot be loaded as asked; the message names the path."""
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+
+
+def looks_like_repo_id(text: str) -> bool:
+    """``org/name`` as the hub spells ids (not an absolute, relative or home path)."""
+    if text.startswith((".", "/", "~")) or text.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def resolve_checkpoint(path_or_id: str | Path, key: str = "models.<name>.path") -> Path:
+    """The local directory of a checkpoint given as a directory or a hub id (``LanguageBind/Video-LLaVA-7B-hf``).
+
+    A hub id resolves to its snapshot in the Hugging Face cache (``HF_HUB_CACHE``, or ``HF_HOME``/hub), the
+    revision ``refs/main`` names, as transformers resolves it; nothing is downloaded. An existing directory is
+    returned as is; any other path is returned unchanged, for ``read_model_config`` to report as missing.
+    """
+    text = str(path_or_id)
+    path = Path(text).expanduser()
+    if path.is_dir() or not looks_like_repo_id(text):
+        return path
+    try:
+        return Path(snapshot_download(text, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError) as err:
+        from huggingface_hub import constants
+
+        raise ModelLoadError(
+            f"{key}: {text!r} is neither a local directory nor a hub id in the Hugging Face cache "
+            f"{constants.HF_HUB_CACHE} (no network is used: download it first, e.g. `hf download {text}`, "
+            f"or point HF_HUB_CACHE / HF_HOME at a cache that has it)"
+        ) from err
+
+
+def check_device(device: str, key: str = "models.<name>.device") -> torch.device:
+    """``device`` as a torch device this machine has; a clear error naming ``key`` otherwise."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ModelLoadError(f"{key}: {device!r} is not a device ({err})") from err
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise ModelLoadError(f"{key}: {device!r}: only cpu, cuda and cuda:N are supported")
+    count = torch.cuda.device_count()
+    if count == 0:
+        raise ModelLoadError(
+            f"{key}: {device!r} asked for, but this machine has no usable CUDA device "
+            f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); use device: cpu or a CUDA build"
+        )
+    index = 0 if dev.index is None else dev.index
+    if index >= count:
+        raise ModelLoadError(f"{key}: {device!r} asked for, but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
+    return torch.device("cuda", index)
+
+
+def load_tokenizer(path: str | Path):
+    """The checkpoint's own tokenizer, left-padding, as saved (its pad token, or none, is left as it is)."""
+    path = Path(path)
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(f"{path}: no tokenizer (expected one of {', '.join(TOKENIZER_FILES)})")
+    try:
+        return AutoTokenizer.from_pretrained(path, padding_side="left", local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{path}: tokenizer does not load ({err})") from err
+
+
+def shared_vocab_size(a, b) -> int:
+    """Ids both tokenizers' base vocabularies hold (added tokens, like Video-LLaVA's ``<image>``, excluded)."""
+    return min(a.vocab_size, b.vocab_size)
+
+
+def check_shared_vocabulary(verifier_tokenizer, drafter_tokenizer, verifier_path, drafter_path) -> int:
+    """Refuse a pair whose tokenizers give the ids they share different pieces; return how many they share.
+
+    The drafter drafts token ids for the verifier and reads the verifier's tokens, so an id must mean the same
+    piece to both (Vicuna's 32000 ids for Video-LLaVA-7B-hf and EventGPT-7B) and both must stop at the same EOS.
+    """
+    n = shared_vocab_size(verifier_tokenizer, drafter_tokenizer)
+    ours = verifier_tokenizer.convert_ids_to_tokens(list(range(n)))
+    theirs = drafter_tokenizer.convert_ids_to_tokens(list(range(n)))
+    differ = [i for i in range(n) if ours[i] != theirs[i]]
+    if differ or verifier_tokenizer.eos_token_id != drafter_tokenizer.eos_token_id:
+        i = differ[0] if differ else verifier_tokenizer.eos_token_id
+        raise ModelLoadError(
+            f"tokenizers of the verifier ({verifier_path}) and the drafter ({drafter_path}) disagree: "
+            f"{len(differ)} of the {n} ids both have differ, e.g. id {i}: {ours[i]!r} vs {theirs[i]!r}; EOS "
+            f"{verifier_tokenizer.eos_token_id} vs {drafter_tokenizer.eos_token_id}. The drafter must share the "
+            "verifier's vocabulary"
+        )
+    return n
+
+
+def locate_checkpoint(path_or_id: str | Path, device: str, name: str) -> tuple[Path, torch.device]:
+    """The checks before any model work: ``models.<name>.device`` exists here, ``models.<name>.path`` resolves."""
+    dev = check_device(device, f"models.{name}.device")
+    return resolve_checkpoint(path_or_id, f"models.{name}.path"), dev
+
+
+def device_placement(device: str | torch.device) -> dict:
+    """``from_pretrained`` arguments that put every weight straight on ``device``."""
+    return {"device_map": {"": str(device)}}
 
 
 def read_model_config(path: str | Path, expected_model_types: tuple[str, ...]) -> dict:
@@ -72,10 +190,16 @@ def load_model(model_class, path: str | Path, dtype: str, quant: str, device: st
     """``model_class.from_pretrained(path)`` with strict weight checks; raise ModelLoadError naming the path."""
     compute_dtype = torch_dtype(dtype)
     bnb = quantization_config(quant, compute_dtype)
-    extra = {"quantization_config": bnb, "device_map": {"": device}} if bnb else {}
+    extra = {"quantization_config": bnb} if bnb else {}
     try:
         model, info = model_class.from_pretrained(
-            path, dtype=compute_dtype, output_loading_info=True, local_files_only=True, **extra, **kwargs
+            path,
+            dtype=compute_dtype,
+            output_loading_info=True,
+            local_files_only=True,
+            **device_placement(device),
+            **extra,
+            **kwargs,
         )
     except (OSError, RuntimeError, ValueError) as err:
         raise ModelLoadError(f"{path}: cannot load as {model_class.__name__} ({err})") from err
@@ -83,6 +207,4 @@ def load_model(model_class, path: str | Path, dtype: str, quant: str, device: st
     if problems:
         detail = "; ".join(f"{k}: {sorted(map(str, v))[:8]}" for k, v in problems.items())
         raise ModelLoadError(f"{path}: weights do not match {model_class.__name__} ({detail})")
-    if not bnb:
-        model = model.to(device)
     return model.eval()

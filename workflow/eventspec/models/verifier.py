@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, VideoLlavaForConditionalGeneration, VideoLlavaImageProcessor
+from transformers import VideoLlavaForConditionalGeneration, VideoLlavaImageProcessor
 
 from .backend import Backend
-from .loading import ModelLoadError, load_model, read_model_config
+from .loading import ModelLoadError, load_model, load_tokenizer, locate_checkpoint, read_model_config
 
 PROMPT = "USER: <video>\n{question} ASSISTANT:"
 VIDEO_TOKEN = "<video>"
@@ -48,12 +48,16 @@ class VerifierBackend(Backend):
         return {"pixel_values_videos": pixels.reshape(b, f, *pixels.shape[1:])}
 
 
-def load_verifier(path, dtype: str = "float32", quant: str = "none", device: str = "cpu") -> VerifierBackend:
+def load_verifier(
+    path, dtype: str = "float32", quant: str = "none", device: str = "cpu", name: str = "verifier"
+) -> VerifierBackend:
+    """A Video-LLaVA checkpoint: a directory or a hub id in the local cache; errors name ``models.<name>.*`` or the path."""
+    path, device = locate_checkpoint(path, device, name)
     read_model_config(path, ("video_llava",))
-    model = load_model(VideoLlavaForConditionalGeneration, path, dtype, quant, device)
+    tokenizer = load_tokenizer(path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", local_files_only=True)
         image_processor = VideoLlavaImageProcessor.from_pretrained(path, local_files_only=True)
     except OSError as err:
-        raise ModelLoadError(f"{path}: tokenizer or image processor missing ({err})") from err
+        raise ModelLoadError(f"{path}: image processor missing ({err})") from err
+    model = load_model(VideoLlavaForConditionalGeneration, path, dtype, quant, device)
     return VerifierBackend(model, tokenizer, image_processor, device)

@@ -2,7 +2,9 @@
 
 Saved as a transformers tokenizer, so both toy models load it with
 ``AutoTokenizer`` like a real checkpoint's. Words and punctuation are tokens;
-prompts start with ``<s>``; visual placeholders are special tokens.
+prompts start with ``<s>``; Video-LLaVA's placeholders are special tokens.
+Like EventGPT's Vicuna tokenizer it has no ``<event>`` entry: the drafter's
+prompt ids get EventGPT's placeholder id spliced in (``tokenizer_event_token``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"
-VISUAL_TOKENS = ["<image>", "<video>", "<event>", "<ev_start>", "<ev_end>"]
+VISUAL_TOKENS = ["<image>", "<video>"]
 
 
 def build_word_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
@@ -33,6 +35,6 @@ def build_word_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
         bos_token=BOS,
         eos_token=EOS,
         pad_token=PAD,
-        extra_special_tokens={"image_token": "<image>", "video_token": "<video>", "event_token": "<event>"},
+        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
         padding_side="left",
     )

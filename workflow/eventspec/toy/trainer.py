@@ -32,7 +32,7 @@ from ..schemas import write_json
 from ..toyworld.scene import CATEGORIES, COLORS, DIRECTIONS, SPEEDS
 from ..models.backend import Backend, greedy_generate
 from ..models.drafter import DrafterBackend, load_drafter
-from ..models.eventgpt import EventGPTForCausalLM, tiny_eventgpt_config
+from ..models.eventgpt import EVENT_TOKEN_INDEX, EventGPTForCausalLM, tiny_eventgpt_config
 from ..models.verifier import PROMPT as VERIFIER_PROMPT
 from ..models.verifier import VerifierBackend, load_verifier, visual_tokens_per_frame
 from .model_parts import model_parts
@@ -167,7 +167,7 @@ def tiny_drafter(tokenizer, cfg: dict, image_size: int, n_chunks: int) -> EventG
     llm = llm_kwargs(tokenizer, cfg)
     config = tiny_eventgpt_config(
         vocab_size=llm["vocab_size"],
-        event_token_index=tokenizer.convert_tokens_to_ids("<event>"),
+        event_token_index=EVENT_TOKEN_INDEX,
         pad_token_id=llm["pad_token_id"],
         bos_token_id=llm["bos_token_id"],
         eos_token_id=llm["eos_token_id"],
@@ -203,7 +203,7 @@ class PackedText:
     @classmethod
     def encode(cls, backend: Backend, split: ToySplit) -> "PackedText":
         tok = backend.tokenizer
-        prompts = [tok(backend.prompt(q["text"]))["input_ids"] for q in split.questions]
+        prompts = [backend.prompt_ids(q["text"]) for q in split.questions]
         n = common_prefix(prompts)
         cache: dict[str, list[int]] = {}
 
