@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,24 @@ def test_snakemake_rejects_bad_config_naming_the_key(tmp_path):
     res = snakemake("-n", "--configfile", str(bad))
     assert res.returncode != 0
     assert "window_ms" in res.stderr + res.stdout
+
+
+def test_non_editable_install_finds_schemas_and_default_config(tmp_path):
+    """`pip install .` (not -e) ships xsd/ and the default config inside the package."""
+    target = tmp_path / "site"
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (target / "eventspec/xsd/config.schema.yaml").is_file() and not (target / "eventspec/xsd").is_symlink()
+    code = (
+        "import eventspec, eventspec.config as c, eventspec.schemas as s; "
+        "assert eventspec.__file__.startswith(%r), eventspec.__file__; "
+        "cfg = c.load(c.DEFAULT_CONFIG); s.write_json('d.json', {'n_committed': 0, 'arrays': {}, 'blocks': {}, "
+        "'config': {}}, 'digest'); print(cfg['extract']['max_new_tokens'])" % str(target)
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(target), "PATH": os.environ["PATH"]})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "50"

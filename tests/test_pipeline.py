@@ -1,28 +1,74 @@
-"""The whole DAG on the tiny test config, through Snakemake, then a no-op rerun."""
+"""The whole DAG on the tiny test config, through Snakemake; then what reruns after each kind of edit.
+
+Rerun checks are dry runs against the finished workdir, with the Snakefile and
+package copied to a scratch source tree that the test edits (the checkout is
+never touched). Snakemake re-runs a job when its params (config slice, code
+digest) change, so the dry-run job set is exactly what an edit would rerun.
+"""
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import jsonschema
+import pytest
+import yaml
 import zarr
 
 ROOT = Path(__file__).resolve().parents[1]
+TEST_CONFIG = ROOT / "tests/config.test.yaml"
 
 
-def snakemake(workdir, *args):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(ROOT / "tests/config.test.yaml"), "--cores", "2", *args]
+def snakemake(workdir, *args, snakefile=ROOT / "Snakefile", configfile=TEST_CONFIG):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", *args]
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
 
 
-def test_pipeline_runs_and_reruns_nothing(tmp_path):
-    res = snakemake(tmp_path)
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pipeline")
+    res = snakemake(workdir)
     assert res.returncode == 0, res.stderr[-3000:]
-    out = tmp_path / "results-test"
+    return workdir
+
+
+@pytest.fixture
+def source(tmp_path):
+    """A scratch copy of the Snakefile, rules, package and schemas, to edit."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for part in ("Snakefile", "config.yaml"):
+        shutil.copy(ROOT / part, src / part)
+    for part in ("workflow", "xsd"):
+        shutil.copytree(ROOT / part, src / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return src
+
+
+def rerun_jobs(workdir, snakefile, configfile=TEST_CONFIG) -> dict[str, int]:
+    """Rule -> job count of a dry run (empty when nothing would run)."""
+    res = snakemake(workdir, "-n", snakefile=snakefile, configfile=configfile)
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = res.stdout + res.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M) if rule != "all"}
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{path}: {old!r} not found"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_pipeline_outputs_are_complete_and_valid(finished):
+    out = finished / "results-test"
     for split in ("train", "test"):
         digest = json.loads((out / f"features/{split}.digest.json").read_text())
         jsonschema.validate(digest, json.loads((ROOT / "xsd/digest.schema.json").read_text()))
@@ -31,7 +77,53 @@ def test_pipeline_runs_and_reruns_nothing(tmp_path):
         assert digest["n_committed"] == g.attrs["n_committed"] == windows * 4
         assert not (out / f"features/{split}.zarr.partial").exists()
     report = json.loads((out / "models/toy_eval.json").read_text())
-    assert report["visual_token_ratio"] >= 5
+    jsonschema.validate(report, json.loads((ROOT / "xsd/toy_eval.schema.json").read_text()))
+    assert report["language_prior"]["n_windows"] == report["verifier"]["test"]["n_windows"]
+    assert set(report["language_prior"]["per_question"]) == set(report["verifier"]["test"]["per_question"])
     assert (out / "models/verifier_lm_head.safetensors").stat().st_size > 0
-    again = snakemake(tmp_path, "-n")
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_second_run_does_nothing(finished):
+    assert rerun_jobs(finished, ROOT / "Snakefile") == {}
+
+
+def test_docstring_and_comment_edits_rerun_nothing(finished, source):
+    package = source / "workflow/eventspec"
+    edit(package / "models/drafter.py", '"""The drafter:', '# The drafter module.\n"""The drafter, reading events:')
+    edit(package / "extract.py", '    """One batch of pairs', '    # one batch\n    """A batch of pairs')
+    edit(package / "samples.py", '"""Write ``out`` (a sample store)', '"""Write the sample store ``out``')
+    assert rerun_jobs(finished, source / "Snakefile") == {}
+
+
+def test_lm_head_code_edit_reruns_only_the_lm_head(finished, source):
+    edit(source / "workflow/eventspec/lm_head.py", "    vocab, hidden = weight.shape",
+         "    weight = weight.clone()\n    vocab, hidden = weight.shape")
+    assert rerun_jobs(finished, source / "Snakefile") == {"extract_lm_head": 1}
+
+
+def test_extraction_setting_reruns_everything_downstream_of_extraction(finished, tmp_path):
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["extract"]["max_new_tokens"] = 12
+    configfile = tmp_path / "c.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    shards = config["extract"]["shards"]
+    assert rerun_jobs(finished, ROOT / "Snakefile", configfile) == {"extract_features": 2 * shards, "gather_features": 2}
+
+
+def test_drafter_setting_does_not_rerun_the_verifier_lm_head(finished, tmp_path):
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["models"]["drafter"]["dtype"] = "bfloat16"
+    configfile = tmp_path / "c.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    jobs = rerun_jobs(finished, ROOT / "Snakefile", configfile)
+    assert "extract_lm_head" not in jobs and jobs["extract_features"] == 2 * config["extract"]["shards"]
+    config["models"]["verifier"]["dtype"] = "bfloat16"
+    configfile.write_text(yaml.safe_dump(config))
+    assert rerun_jobs(finished, ROOT / "Snakefile", configfile)["extract_lm_head"] == 1
+
+
+def test_feature_reader_does_not_depend_on_extraction_or_model_code():
+    from eventspec.codedigest import modules_of
+
+    reader = modules_of("eventspec.features")
+    assert not [m for m in reader if m.startswith(("eventspec.models", "eventspec.extract"))], reader

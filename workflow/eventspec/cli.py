@@ -188,8 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "config", None) is None and getattr(args, "config_json", None) is None and hasattr(args, "config"):
-        default = Path(__file__).resolve().parents[2] / "config.yaml"
-        args.config = str(default)
+        args.config = str(config_mod.DEFAULT_CONFIG)
     try:
         args.func(args)
     except (ConfigError, DataError, ExtractionError, ModelLoadError, StoreError) as err:

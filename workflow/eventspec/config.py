@@ -12,7 +12,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "xsd" / "config.schema.yaml"
+PACKAGE_DIR = Path(__file__).resolve().parent
+SCHEMA_PATH = PACKAGE_DIR / "xsd" / "config.schema.yaml"
+"""``xsd/`` and the default ``config.yaml`` ship inside the package (links to the repository's copies in a
+checkout), so a non-editable ``pip install .`` finds them too."""
+DEFAULT_CONFIG = PACKAGE_DIR / "config.yaml"
 
 
 class ConfigError(ValueError):

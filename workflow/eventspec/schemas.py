@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 
-XSD = Path(__file__).resolve().parents[2] / "xsd"
+XSD = Path(__file__).resolve().parent / "xsd"
 
 
 @lru_cache

@@ -481,8 +481,8 @@ def language_prior_accuracy(train_store, test_store) -> dict:
     What a model that ignores its visual input can reach: the floor a trained toy model must beat.
     """
     (train, n_train), (test, n_test) = store.open_committed(train_store), store.open_committed(test_store)
-    train_answers = np.asarray(train["answers"][:n_train]).astype(str)
-    test_answers = np.asarray(test["answers"][:n_test]).astype(str)
+    train_answers = np.asarray(train["answers"][:n_train]).astype(object)
+    test_answers = np.asarray(test["answers"][:n_test]).astype(object)
     correct = np.zeros(test_answers.shape, dtype=bool)
     for q in range(train_answers.shape[1]):
         values, counts = np.unique(train_answers[:, q], return_counts=True)
