@@ -213,3 +213,13 @@ def test_extraction_on_cuda(tiny_world, real_shaped_models, tmp_path, quant):
     verifier, drafter = load_pair(cfg["models"])
     for backend in (verifier, drafter):
         assert {p.device.type for p in backend.model.parameters()} == {"cuda"}
+
+
+def test_lm_head_is_read_from_the_checkpoint_files_by_hub_id(pair, hub_cache, real_shaped_models):
+    """Stage 0 on the real key layout, through a cached hub id: the head the loaded model computes with."""
+    from eventspec.lm_head import read_lm_head
+
+    verifier, _ = pair
+    head = read_lm_head(REPO_ID)
+    assert head.shape == (32064, verifier.hidden_size)
+    torch.testing.assert_close(head.float(), verifier.lm_head.weight.float())
