@@ -107,14 +107,17 @@ def baseline_generate(verifier: Backend, inputs: PrefillInputs, max_new_tokens: 
     t0 = time.perf_counter()
     track = prefill(verifier, inputs)
     t1 = time.perf_counter()
-    answer, margins = [], []
+    result = Generated([], t1 - t0, 0.0)
     while True:
         logits = track.last_logits()
-        margins.append(top2_margin(logits))
-        if emit(answer, [int(logits.argmax())], verifier.eos_token_id, max_new_tokens):
+        result.margins.append(top2_margin(logits))
+        if emit(result.tokens, [int(logits.argmax())], verifier.eos_token_id, max_new_tokens):
             break
-        forward(track, answer[-1:])
-    return Generated(answer, t1 - t0, time.perf_counter() - t0, margins=margins)
+        t = time.perf_counter()
+        forward(track, result.tokens[-1:])
+        result.rounds.append(Round(0, 0, 0.0, time.perf_counter() - t))
+    result.total_s = time.perf_counter() - t0
+    return result
 
 
 @torch.no_grad()

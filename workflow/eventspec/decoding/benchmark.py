@@ -1,0 +1,283 @@
+"""``eventspec benchmark``: every configuration side by side on held-out (window, question) pairs.
+
+Per pair, every configuration runs in turn (round robin, so load changes on a
+shared machine hit all of them alike), ``repeats`` times; a pair's wall time
+is the fastest repeat (the least disturbed). The first ``warmup`` pairs run
+untimed. Every configuration's tokens must equal ``vl_baseline``'s on every
+pair (``engine.check_lossless``; the job fails naming the pair).
+
+Timing covers the verifier's vision tower, prefill and decoding from its
+tokenised inputs (the verifier's image preprocessing is common to all
+configurations and left out); a drafter's preprocessing, vision and prefill run
+in the worker process beside the verifier's prefill and are timed there.
+
+Ideal speedup (per configuration, from this run's components): a pair's ideal
+time is the baseline's verifier prefill plus, per round, the median verifier
+forward of that many tokens and the configuration's median cost per draft
+(drafts made during the prefill are free); ideal speedup = the baseline's ideal
+time / the configuration's, summed over pairs; efficiency = measured speedup /
+ideal speedup (1.0 = no overhead beyond the measured components).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import store
+from ..config import ConfigError
+from ..models.drafter import load_drafter
+from ..models.verifier import load_verifier
+from ..schemas import write_json
+from .concurrent import DrafterWorker, DraftJob, InProcessDrafter
+from .drafting import HeadDrafter, TokenDrafter
+from .engine import Generated, baseline_generate, check_lossless, speculative_generate
+from .peers import PromptLookupDrafter, hf_generate
+
+BASELINE = "vl_baseline"
+
+
+def pairs(n_windows: int, n_questions: int, max_samples: int) -> list[tuple[int, int]]:
+    """(window, question) pairs: pair i reads window i with question i mod n_questions."""
+    n = n_windows if max_samples < 0 else min(max_samples, n_windows)
+    return [(i, i % n_questions) for i in range(n)]
+
+
+def adapter_path(results: str, name: str) -> Path:
+    return Path(results) / "adapters" / name
+
+
+def load_head(results: str, name: str):
+    from ..adapters import load_adapter
+
+    path = adapter_path(results, name)
+    if not path.exists():
+        raise ConfigError(f"benchmark: adapter {name} not found at {path} (train it first)")
+    return load_adapter(path)
+
+
+class Runner:
+    """Models, the drafter worker and one callable per configuration."""
+
+    def __init__(self, cfg: dict, names: list[str]):
+        bench, models = cfg["benchmark"], cfg["models"]
+        self.cfg, self.bench, self.results = cfg, bench, cfg["results"]
+        self.configs = {name: bench["configs"][name] for name in names}
+        mv, md = models["verifier"], models["drafter"]
+        self.verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"])
+        self.dtype = next(p for p in self.verifier.model.parameters() if p.is_floating_point()).dtype
+        uses_drafter = [c for c in self.configs.values() if c["kind"] == "token_sd" or c.get("prefill_adapter")
+                        or (c.get("decode_adapter") and c["decode_adapter"] != "B1")]
+        self.drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"]) if uses_drafter else None
+        prefill_adapters = sorted({c["prefill_adapter"] for c in self.configs.values() if c.get("prefill_adapter")})
+        self.heads = {c["decode_adapter"]: load_head(self.results, c["decode_adapter"])
+                      for c in self.configs.values() if c.get("decode_adapter")}
+        self.worker = None
+        if uses_drafter:
+            adapters = {}
+            for name in prefill_adapters:
+                load_head(self.results, name)  # fail here, naming the adapter, not in the worker
+                adapters[name] = str(adapter_path(self.results, name))
+            if bench["concurrent"]:
+                self.worker = DrafterWorker(md["path"], adapters, self.verifier.lm_head.weight, md["dtype"],
+                                            md["quant"], md["device"], bench["worker_threads"])
+            else:
+                self.worker = InProcessDrafter(self.drafter, {n: load_head(self.results, n) for n in adapters},
+                                               self.verifier.lm_head)
+
+    def close(self):
+        if isinstance(self.worker, DrafterWorker):
+            self.worker.close()
+
+    def run(self, name: str, frames, events, question: str, max_new: int) -> Generated:
+        c = self.configs[name]
+        kind = c["kind"]
+        inputs = self.verifier.prepare(frames, [question])
+        if kind == "baseline":
+            return baseline_generate(self.verifier, inputs, max_new)
+        if kind == "hf_generate":
+            return hf_generate(self.verifier, inputs, max_new, c["cache"])
+        if kind == "prompt_lookup":
+            source = PromptLookupDrafter(inputs, self.verifier.visual_token_id)
+            return speculative_generate(self.verifier, inputs, max_new, source, c["gamma"])
+        job, source = None, None
+        if kind == "token_sd":
+            source = TokenDrafter()
+            job = DraftJob(events, question, "token", c["prefill_drafts"])
+        else:
+            if c.get("decode_adapter"):
+                source = HeadDrafter(self.heads[c["decode_adapter"]], self.verifier, c["adaptive"])
+            if c.get("prefill_adapter") or (source is not None and source.uses_drafter):
+                job = DraftJob(events, question, c.get("prefill_adapter"),
+                               c["prefill_drafts"] if c.get("prefill_adapter") else 0, c["feed_own"])
+        worker = self.worker if job is not None else None
+        return speculative_generate(self.verifier, inputs, max_new, source, c.get("gamma", 0), worker, job,
+                                    self.drafter)
+
+
+def record(name: str, window: int, question: int, gen: Generated, repeats: list[float], tie: bool) -> dict:
+    return {
+        "config": name, "sample_id": window, "question_id": question, "tokens": gen.tokens,
+        "n_tokens": len(gen.tokens), "wall_s": min(repeats), "wall_s_repeats": repeats,
+        "prefill_s": None if np.isnan(gen.prefill_s) else gen.prefill_s,
+        "decode_s": None if np.isnan(gen.prefill_s) else gen.decode_s,
+        "rounds": [[r.drafted, r.accepted, r.from_prefill] for r in gen.rounds],
+        "draft_s": [r.draft_s for r in gen.rounds], "verify_s": [r.verify_s for r in gen.rounds],
+        "accepted_lengths": [r.accepted for r in gen.rounds],
+        "verifier_forwards": gen.verifier_forwards if gen.rounds or gen.margins else None,
+        "early_drafts": gen.early_drafts, "early_accepted": gen.early_accepted,
+        "drafter_prefill_s": gen.drafter_prefill_s, "early_draft_s": gen.early_draft_s, "wait_s": gen.wait_s,
+        "tie_divergence": tie,
+    }
+
+
+def component_costs(rows: dict[str, list[dict]]) -> dict:
+    """Medians over this run: verifier forward by token count, and per configuration the cost of one draft."""
+    by_n = defaultdict(list)
+    for recs in rows.values():
+        for r in recs:
+            for (drafted, _, _), v in zip(r["rounds"], r["verify_s"]):
+                by_n[drafted + 1].append(v)
+    verify = {n: statistics.median(v) for n, v in sorted(by_n.items())}
+    draft = {}
+    for name, recs in rows.items():
+        per = [s / d for r in recs for (d, _, early), s in zip(r["rounds"], r["draft_s"]) if d and not early]
+        draft[name] = statistics.median(per) if per else 0.0
+    prefill = {r["sample_id"]: r["prefill_s"] for r in rows[BASELINE]}
+    return {"verify_s": verify, "draft_s": draft, "prefill_s": prefill}
+
+
+def ideal_time(rec: dict, costs: dict) -> float | None:
+    if rec["verifier_forwards"] is None:
+        return None
+    verify = costs["verify_s"]
+    t = costs["prefill_s"][rec["sample_id"]]
+    for drafted, _, early in rec["rounds"]:
+        t += verify[drafted + 1] + (0.0 if early else drafted * costs["draft_s"][rec["config"]])
+    return t
+
+
+def summarize(rows: dict[str, list[dict]], configs: dict, settings: dict) -> dict:
+    costs = component_costs(rows)
+    base_wall = sum(r["wall_s"] for r in rows[BASELINE])
+    base_ideal = sum(ideal_time(r, costs) for r in rows[BASELINE])
+    out = {}
+    for name, recs in rows.items():
+        wall = sum(r["wall_s"] for r in recs)
+        tokens = sum(r["n_tokens"] for r in recs)
+        ideals = [ideal_time(r, costs) for r in recs]
+        ideal = None if None in ideals else base_ideal / sum(ideals)
+        speedup = base_wall / wall
+        hist = Counter(a for r in recs for (d, a, _) in r["rounds"] if d)
+        forwards = [r["verifier_forwards"] for r in recs]
+        drafted = sum(d for r in recs for d, _, _ in r["rounds"])
+        accepted = sum(a for r in recs for _, a, _ in r["rounds"])
+        prefill = [r["prefill_s"] for r in recs if r["prefill_s"] is not None]
+        out[name] = {
+            "kind": configs[name]["kind"],
+            "settings": configs[name],
+            "samples": len(recs),
+            "wall_s_mean": wall / len(recs),
+            "tokens_mean": tokens / len(recs),
+            "tokens_per_s": tokens / wall,
+            "speedup": speedup,
+            "tau": None if None in forwards else tokens / sum(forwards),
+            "acceptance_rate": accepted / drafted if drafted else None,
+            "acceptance_histogram": {str(k): v for k, v in sorted(hist.items())},
+            "ideal_speedup": ideal,
+            "efficiency": speedup / ideal if ideal else None,
+            "prefill_s_mean": statistics.mean(prefill) if prefill else None,
+            "decode_s_mean": statistics.mean(r["decode_s"] for r in recs) if prefill else None,
+            "drafter_prefill_s_mean": statistics.mean(r["drafter_prefill_s"] for r in recs),
+            "wait_s_mean": statistics.mean(r["wait_s"] for r in recs),
+            "early_drafts_mean": statistics.mean(r["early_drafts"] for r in recs),
+            "early_accepted_mean": statistics.mean(r["early_accepted"] for r in recs),
+            "lossless": True,
+            "tie_divergences": sum(r["tie_divergence"] for r in recs),
+        }
+    return {"settings": settings, "configs": out,
+            "component_costs_s": {"verifier_prefill_median": statistics.median(costs["prefill_s"].values()),
+                                  "verifier_forward_by_tokens": {str(k): v for k, v in costs["verify_s"].items()},
+                                  "draft_by_config": costs["draft_s"]}}
+
+
+def markdown(summary: dict) -> str:
+    head = ("| config | speedup | tokens/s | τ | accept | ideal | efficiency | prefill ms | decode ms "
+            "| early drafts (acc.) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+
+    def f(x, fmt):
+        return "–" if x is None else format(x, fmt)
+
+    lines = []
+    for name, s in summary["configs"].items():
+        early = f"{s['early_drafts_mean']:.2f} ({s['early_accepted_mean']:.2f})" if s["early_drafts_mean"] else "–"
+        pre = None if s["prefill_s_mean"] is None else s["prefill_s_mean"] * 1e3
+        dec = None if s["decode_s_mean"] is None else s["decode_s_mean"] * 1e3
+        lines.append(f"| {name} | {s['speedup']:.3f} | {s['tokens_per_s']:.0f} | {f(s['tau'], '.2f')} "
+                     f"| {f(s['acceptance_rate'], '.2f')} | {f(s['ideal_speedup'], '.3f')} "
+                     f"| {f(s['efficiency'], '.2f')} | {f(pre, '.2f')} | {f(dec, '.2f')} | {early} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: list[str] | None = None) -> dict:
+    bench = cfg["benchmark"]
+    names = names or list(bench["configs"])
+    unknown = [n for n in names if n not in bench["configs"]]
+    if unknown:
+        raise ConfigError(f"benchmark.configs has no {unknown} (known: {sorted(bench['configs'])})")
+    if BASELINE not in names:
+        names = [BASELINE, *names]
+    names = [BASELINE] + [n for n in names if n != BASELINE]
+    if bench["configs"][BASELINE]["kind"] != "baseline":
+        raise ConfigError(f"benchmark.configs.{BASELINE}.kind must be baseline")
+    for name in names:
+        c = bench["configs"][name]
+        if c["kind"] == "speculative" and not (c["prefill_adapter"] or c["decode_adapter"]):
+            raise ConfigError(f"benchmark.configs.{name}: kind speculative needs prefill_adapter or decode_adapter")
+    torch.set_num_threads(bench["threads"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    group, n_windows = store.open_committed(samples)
+    questions = [q["text"] for q in group.attrs["questions"]]
+    todo = pairs(n_windows, len(questions), bench["max_samples"])
+    warm = [(i % n_windows, (i + 1) % len(questions)) for i in range(bench["warmup"])]
+    runner = Runner(cfg, names)
+    rows: dict[str, list[dict]] = {n: [] for n in names}
+    t_start = time.perf_counter()
+    try:
+        for index, (w, q) in enumerate(warm + todo):
+            frames = np.asarray(group["frames"][w : w + 1])
+            events = np.asarray(group["event_images"][w : w + 1])
+            timed = index >= len(warm)
+            baseline = None
+            for name in names:
+                gens = [runner.run(name, frames, events, questions[q], bench["max_new_tokens"])
+                        for _ in range(bench["repeats"] if timed else 1)]
+                if name == BASELINE:
+                    baseline = gens[0]
+                ties = [check_lossless(f"config {name}, sample {w} question {q}", baseline, g.tokens, runner.dtype)
+                        for g in gens]
+                if timed:
+                    best = min(gens, key=lambda g: g.total_s)
+                    rows[name].append(record(name, w, q, best, [g.total_s for g in gens], any(ties)))
+    finally:
+        runner.close()
+    for name, recs in rows.items():
+        with open(out_dir / f"{name}.jsonl", "w") as fh:
+            for r in recs:
+                fh.write(json.dumps(r) + "\n")
+    settings = {k: v for k, v in bench.items() if k != "configs"} | {
+        "pairs": len(todo), "verifier": cfg["models"]["verifier"], "drafter": cfg["models"]["drafter"],
+        "device": str(runner.verifier.device), "torch_threads": torch.get_num_threads(),
+        "elapsed_s": time.perf_counter() - t_start,
+    }
+    summary = summarize(rows, runner.configs, settings)
+    write_json(out_dir / "summary.json", summary, "bench_summary")
+    (out_dir / "summary.md").write_text(markdown(summary))
+    return summary
