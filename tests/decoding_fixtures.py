@@ -1,9 +1,5 @@
-"""Small modules meeting the ``eventspec.adapters`` contract, for engine tests (importable by the drafter worker).
-
-- ``RandomPrefillAdapter`` / ``RandomHead``: untrained, per-position (so causal) layers;
-- ``OraclePrefill`` / ``OracleHead``: return the verifier's true hidden states of one answer (all drafts
-  accepted); with ``sign=-1`` the negated states, whose greedy token is never the verifier's (all rejected).
-"""
+"""Untrained modules meeting the ``eventspec.adapters`` contract, for engine tests (importable by the drafter
+worker): per-position layers, so causal. The oracles live in ``eventspec.decoding.oracle``."""
 
 import torch
 from torch import nn
@@ -42,42 +38,3 @@ class RandomHead(nn.Module):
         if self.use_token_embedding:
             parts.append(self.e(token_embeds))
         return torch.stack(parts).sum(0)
-
-
-def _rows(table: torch.Tensor, start: int, n: int) -> torch.Tensor:
-    """table[start : start + n], zero rows past its end; [1, n, D]."""
-    out = torch.zeros(n, table.shape[1], dtype=table.dtype)
-    avail = table[start : start + n]
-    out[: len(avail)] = avail
-    return out[None]
-
-
-class OraclePrefill(nn.Module):
-    """output[t] = the verifier's h_v[t] of one known answer."""
-
-    level, kind = "L4", "prefill"
-
-    def __init__(self, table: torch.Tensor, sign: float = 1.0):
-        super().__init__()
-        self.register_buffer("table", sign * table)
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, drafter_hidden):
-        return _rows(self.table, 0, drafter_hidden.shape[1]) * self.scale
-
-
-class OracleHead(nn.Module):
-    """output[t] = the verifier's h_v[t + 1] of one known answer."""
-
-    kind = "decode"
-
-    def __init__(self, table: torch.Tensor, uses=("verifier",), use_token_embedding=True, sign: float = 1.0):
-        super().__init__()
-        self.uses, self.use_token_embedding = set(uses), use_token_embedding
-        self.level = "B1"
-        self.register_buffer("table", sign * table)
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, drafter_hidden=None, verifier_hidden=None, token_embeds=None):
-        given = next(x for x in (drafter_hidden, verifier_hidden, token_embeds) if x is not None)
-        return _rows(self.table, 1, given.shape[1]) * self.scale

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from decoding_fixtures import OracleHead, OraclePrefill, RandomHead, RandomPrefillAdapter
+from decoding_fixtures import RandomHead, RandomPrefillAdapter
 
 from eventspec.decoding import track as tr
 from eventspec.decoding.concurrent import DrafterWorker, DraftJob, InProcessDrafter
 from eventspec.decoding.drafting import HeadDrafter, TokenDrafter
+from eventspec.decoding.oracle import OracleHead, OraclePrefill
 from eventspec.decoding.engine import (
     Generated, LosslessError, baseline_generate, check_lossless, speculative_generate,
 )
@@ -41,9 +42,9 @@ def samples(tiny_world):
 
 
 def case(pair, samples, i):
-    verifier, _ = pair
+    verifier, drafter = pair
     frames, events = samples
-    return verifier.prepare(frames[i : i + 1], [QUESTIONS[i]]), DraftJob(events[i : i + 1], QUESTIONS[i])
+    return verifier.prepare(frames[i : i + 1], [QUESTIONS[i]]), DraftJob(drafter.prepare(events[i : i + 1], [QUESTIONS[i]]))
 
 
 def oracle_table(verifier, inputs, n=MAX_NEW + 4):
@@ -77,7 +78,7 @@ def test_baseline_equals_backend_greedy(pair, samples, i):
 def test_crop_equals_fresh_prefill(pair, samples):
     verifier, drafter = pair
     inputs, job = case(pair, samples, 0)
-    for backend, inp in ((verifier, inputs), (drafter, drafter.prepare(job.event_images, [job.question]))):
+    for backend, inp in ((verifier, inputs), (drafter, job.inputs)):
         a = tr.prefill(backend, inp)
         tr.forward(a, [5, 6, 7, 8])
         tr.crop(a, 2)
@@ -201,7 +202,7 @@ def test_worker_reports_its_errors(pair, samples, tiny_models):
     with DrafterWorker(tiny_models["drafter"], {}, verifier.lm_head.weight) as worker:
         job.propose, job.k_max = "L9", 2
         worker.start(job)
-        with pytest.raises(RuntimeError, match="KeyError: 'L9'"):
+        with pytest.raises(RuntimeError, match="prefill adapter 'L9' not loaded"):
             worker.finish()
 
 
@@ -253,3 +254,53 @@ def test_lossless_rule_names_the_sample_and_tolerates_only_ties():
     assert check_lossless("s", wide, [3, 8], torch.bfloat16) is True
     with pytest.raises(LosslessError):
         check_lossless("s", wide, [3, 8], torch.float32)
+
+
+def bench_config(tiny_world, tiny_models, tmp_path, **bench):
+    from eventspec import config as config_mod
+
+    cfg, _ = tiny_world
+    cfg = dict(cfg)
+    cfg["results"] = str(tmp_path)
+    cfg["models"] = {"verifier": {"path": str(tiny_models["verifier"])}, "drafter": {"path": str(tiny_models["drafter"])}}
+    cfg["benchmark"] = {"max_samples": 3, "max_new_tokens": 8, "warmup": 1, "repeats": 2} | bench
+    return config_mod.validate(cfg)
+
+
+def test_benchmark_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
+    import json
+
+    import jsonschema
+
+    from eventspec.decoding.benchmark import run_benchmark
+
+    cfg = bench_config(tiny_world, tiny_models, tmp_path)
+    names = ["vl_baseline", "hf_generate", "prompt_lookup", "token_sd", "oracle"]
+    summary = run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / "bench", names)
+    schema = json.loads((Path(__file__).resolve().parents[1] / "xsd/bench_summary.schema.json").read_text())
+    jsonschema.validate(json.loads((tmp_path / "bench/summary.json").read_text()), schema)
+    rows = {n: [json.loads(x) for x in (tmp_path / f"bench/{n}.jsonl").read_text().splitlines()] for n in names}
+    assert all(len(r) == 3 for r in rows.values())
+    for n in names:
+        assert [r["tokens"] for r in rows[n]] == [r["tokens"] for r in rows["vl_baseline"]]
+    s = summary["configs"]
+    assert s["vl_baseline"]["speedup"] == 1.0 and s["vl_baseline"]["tau"] == 1.0
+    assert s["oracle"]["acceptance_rate"] == 1.0 and s["oracle"]["tau"] > 1.0
+    assert s["oracle"]["ideal_speedup"] > 1.0 and s["oracle"]["efficiency"] > 0
+    assert "| oracle |" in (tmp_path / "bench/summary.md").read_text()
+
+
+def test_benchmark_fails_naming_the_sample_on_a_token_difference(tiny_world, tiny_models, tmp_path, monkeypatch):
+    from eventspec.decoding import benchmark
+
+    real = benchmark.hf_generate
+
+    def wrong(*args, **kw):
+        gen = real(*args, **kw)
+        gen.tokens = [t + 1 for t in gen.tokens]
+        return gen
+
+    monkeypatch.setattr(benchmark, "hf_generate", wrong)
+    cfg = bench_config(tiny_world, tiny_models, tmp_path, warmup=0)
+    with pytest.raises(LosslessError, match="config hf_generate, sample 0 question 0"):
+        benchmark.run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / "bench", ["vl_baseline", "hf_generate"])

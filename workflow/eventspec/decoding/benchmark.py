@@ -7,9 +7,9 @@ untimed. Every configuration's tokens must equal ``vl_baseline``'s on every
 pair (``engine.check_lossless``; the job fails naming the pair).
 
 Timing covers the verifier's vision tower, prefill and decoding from its
-tokenised inputs (the verifier's image preprocessing is common to all
-configurations and left out); a drafter's preprocessing, vision and prefill run
-in the worker process beside the verifier's prefill and are timed there.
+tokenised, preprocessed inputs (tokenising and image preprocessing are left
+out for both models); a drafter's vision and prefill run in the worker process
+beside the verifier's prefill and are timed there.
 
 Ideal speedup (per configuration, from this run's components): a pair's ideal
 time is the baseline's verifier prefill plus, per round, the median verifier
@@ -17,6 +17,11 @@ forward of that many tokens and the configuration's median cost per draft
 (drafts made during the prefill are free); ideal speedup = the baseline's ideal
 time / the configuration's, summed over pairs; efficiency = measured speedup /
 ideal speedup (1.0 = no overhead beyond the measured components).
+
+The ``oracle`` kind drafts the verifier's own answer (its hidden states along
+the baseline's tokens, computed before the timed run) through the same worker,
+engine and verification at no head cost: the ceiling of the engine on the
+machine, not a method.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from ..models.verifier import load_verifier
 from ..schemas import write_json
 from .concurrent import DrafterWorker, DraftJob, InProcessDrafter
 from .drafting import HeadDrafter, TokenDrafter
+from .oracle import OracleHead, OraclePrefill, answer_hidden
 from .engine import Generated, baseline_generate, check_lossless, speculative_generate
 from .peers import PromptLookupDrafter, hf_generate
 
@@ -72,7 +78,7 @@ class Runner:
         mv, md = models["verifier"], models["drafter"]
         self.verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"])
         self.dtype = next(p for p in self.verifier.model.parameters() if p.is_floating_point()).dtype
-        uses_drafter = [c for c in self.configs.values() if c["kind"] == "token_sd" or c.get("prefill_adapter")
+        uses_drafter = [c for c in self.configs.values() if c["kind"] in ("token_sd", "oracle") or c.get("prefill_adapter")
                         or (c.get("decode_adapter") and c["decode_adapter"] != "B1")]
         self.drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"]) if uses_drafter else None
         prefill_adapters = sorted({c["prefill_adapter"] for c in self.configs.values() if c.get("prefill_adapter")})
@@ -95,7 +101,7 @@ class Runner:
         if isinstance(self.worker, DrafterWorker):
             self.worker.close()
 
-    def run(self, name: str, frames, events, question: str, max_new: int) -> Generated:
+    def run(self, name: str, frames, events, question: str, max_new: int, baseline: Generated | None) -> Generated:
         c = self.configs[name]
         kind = c["kind"]
         inputs = self.verifier.prepare(frames, [question])
@@ -107,14 +113,18 @@ class Runner:
             source = PromptLookupDrafter(inputs, self.verifier.visual_token_id)
             return speculative_generate(self.verifier, inputs, max_new, source, c["gamma"])
         job, source = None, None
-        if kind == "token_sd":
+        if kind == "oracle":  # the verifier's own states of this answer (computed before the timed run)
+            table = answer_hidden(self.verifier, inputs, baseline.tokens)
+            source = HeadDrafter(OracleHead(table), self.verifier)
+            job = DraftJob(self.drafter.prepare(events, [question]), OraclePrefill(table), c["prefill_drafts"])
+        elif kind == "token_sd":
             source = TokenDrafter()
-            job = DraftJob(events, question, "token", c["prefill_drafts"])
+            job = DraftJob(self.drafter.prepare(events, [question]), "token", c["prefill_drafts"])
         else:
             if c.get("decode_adapter"):
                 source = HeadDrafter(self.heads[c["decode_adapter"]], self.verifier, c["adaptive"])
             if c.get("prefill_adapter") or (source is not None and source.uses_drafter):
-                job = DraftJob(events, question, c.get("prefill_adapter"),
+                job = DraftJob(self.drafter.prepare(events, [question]), c.get("prefill_adapter"),
                                c["prefill_drafts"] if c.get("prefill_adapter") else 0, c["feed_own"])
         worker = self.worker if job is not None else None
         return speculative_generate(self.verifier, inputs, max_new, source, c.get("gamma", 0), worker, job,
@@ -257,7 +267,7 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
             timed = index >= len(warm)
             baseline = None
             for name in names:
-                gens = [runner.run(name, frames, events, questions[q], bench["max_new_tokens"])
+                gens = [runner.run(name, frames, events, questions[q], bench["max_new_tokens"], baseline)
                         for _ in range(bench["repeats"] if timed else 1)]
                 if name == BASELINE:
                     baseline = gens[0]

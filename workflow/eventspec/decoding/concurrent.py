@@ -1,7 +1,8 @@
 """The drafter beside the verifier's prefill: in this process, or in a worker process with its own threads.
 
-A job is one (event window, question): the drafter prepares and prefills its
-prompt, then drafts (``propose`` = prefill adapter or its own tokens) until the
+A job is one (event window, question), tokenised and preprocessed by the main
+process (like the verifier's inputs, outside the timed region): the drafter
+prefills its prompt (vision included), then drafts (``propose`` = prefill adapter or its own tokens) until the
 verifier's prefill ends (the ``stop`` event) or ``k_max`` drafts exist. The
 result carries the drafts, the time it took and the drafter's cache and
 history, so the main process continues with the same drafter state.
@@ -19,18 +20,17 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
+from ..models.backend import PrefillInputs
 from .drafting import draft_while, propose_from_adapter, propose_own_token
 from .track import Track, cache_tensors, from_tensors, prefill
 
 
 @dataclass
 class DraftJob:
-    event_images: np.ndarray  # [1, C, H, W, 3] uint8
-    question: str
-    propose: str | None = None  # None (prefill only), "token", or a prefill adapter's name
+    inputs: PrefillInputs  # the drafter's prompt and event images, batch 1
+    propose: str | torch.nn.Module | None = None  # None (prefill only), "token", a prefill adapter's name or module
     k_max: int = 0
     feed_own: bool = False
 
@@ -40,7 +40,7 @@ class EarlyDrafts:
     """What the drafter made while the verifier prefilled."""
 
     drafts: list[int]
-    prefill_s: float  # drafter prepare + vision + prefill
+    prefill_s: float  # drafter vision + prefill
     draft_s: float  # drafting after its prefill
     cache: list = field(repr=False, default_factory=list)
     prompt_len: int = 0
@@ -58,12 +58,18 @@ class WorkerError(RuntimeError):
 
 def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tuple[EarlyDrafts, Track]:
     t0 = time.perf_counter()
-    track = prefill(drafter, drafter.prepare(job.event_images, [job.question]))
+    track = prefill(drafter, job.inputs)
     t1 = time.perf_counter()
     if job.propose is None:
         drafts = []
     else:
-        propose = propose_own_token if job.propose == "token" else propose_from_adapter(adapters[job.propose], lm_head)
+        adapter = job.propose if isinstance(job.propose, torch.nn.Module) else adapters.get(job.propose)
+        if job.propose == "token":
+            propose = propose_own_token
+        elif adapter is None:
+            raise KeyError(f"prefill adapter {job.propose!r} not loaded in the drafter worker")
+        else:
+            propose = propose_from_adapter(adapter, lm_head)
         drafts = draft_while(track, propose, job.k_max, should_stop, job.feed_own)
     t2 = time.perf_counter()
     return EarlyDrafts(drafts, t1 - t0, t2 - t1), track

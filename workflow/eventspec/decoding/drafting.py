@@ -27,7 +27,9 @@ from .track import Track, forward, sync
 
 
 def _dtype(module: torch.nn.Module) -> torch.dtype:
-    return next(p for p in module.parameters() if p.is_floating_point()).dtype
+    """The module's float dtype (float32 for a module without float tensors)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
 
 
 def greedy_token(logits: torch.Tensor) -> int:
