@@ -55,17 +55,18 @@ def pairs(n_windows: int, n_questions: int, max_samples: int) -> list[tuple[int,
     return [(i, i % n_questions) for i in range(n)]
 
 
-def adapter_path(results: str, name: str) -> Path:
-    return Path(results) / "adapters" / name
+def adapter_dir(results: str, name: str) -> str:
+    """``<results>/adapters/<name>``, which must exist (trained by the adapter stage)."""
+    path = Path(results) / "adapters" / name
+    if not path.is_dir():
+        raise ConfigError(f"benchmark: adapter {name} not found at {path} (train it first)")
+    return str(path)
 
 
-def load_head(results: str, name: str):
+def load_trained_adapter(results: str, name: str):
     from ..adapters import load_adapter
 
-    path = adapter_path(results, name)
-    if not path.exists():
-        raise ConfigError(f"benchmark: adapter {name} not found at {path} (train it first)")
-    return load_adapter(path)
+    return load_adapter(adapter_dir(results, name))
 
 
 class Runner:
@@ -78,23 +79,21 @@ class Runner:
         mv, md = models["verifier"], models["drafter"]
         self.verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"])
         self.dtype = next(p for p in self.verifier.model.parameters() if p.is_floating_point()).dtype
-        uses_drafter = [c for c in self.configs.values() if c["kind"] in ("token_sd", "oracle") or c.get("prefill_adapter")
-                        or (c.get("decode_adapter") and c["decode_adapter"] != "B1")]
+        self.heads = {c["decode_adapter"]: load_trained_adapter(self.results, c["decode_adapter"])
+                      for c in self.configs.values() if c.get("decode_adapter")}
+        uses_drafter = [c for c in self.configs.values() if c["kind"] == "token_sd" or c.get("prefill_adapter")
+                        or (c["kind"] == "oracle" and c["prefill_drafts"])
+                        or (c.get("decode_adapter") and "drafter" in self.heads[c["decode_adapter"]].uses)]
         self.drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"]) if uses_drafter else None
         prefill_adapters = sorted({c["prefill_adapter"] for c in self.configs.values() if c.get("prefill_adapter")})
-        self.heads = {c["decode_adapter"]: load_head(self.results, c["decode_adapter"])
-                      for c in self.configs.values() if c.get("decode_adapter")}
         self.worker = None
         if uses_drafter:
-            adapters = {}
-            for name in prefill_adapters:
-                load_head(self.results, name)  # fail here, naming the adapter, not in the worker
-                adapters[name] = str(adapter_path(self.results, name))
+            adapters = {name: adapter_dir(self.results, name) for name in prefill_adapters}
             if bench["concurrent"]:
                 self.worker = DrafterWorker(md["path"], adapters, self.verifier.lm_head.weight, md["dtype"],
                                             md["quant"], md["device"], bench["worker_threads"])
             else:
-                self.worker = InProcessDrafter(self.drafter, {n: load_head(self.results, n) for n in adapters},
+                self.worker = InProcessDrafter(self.drafter, {n: load_trained_adapter(self.results, n) for n in adapters},
                                                self.verifier.lm_head)
 
     def close(self):
@@ -116,7 +115,8 @@ class Runner:
         if kind == "oracle":  # the verifier's own states of this answer (computed before the timed run)
             table = answer_hidden(self.verifier, inputs, baseline.tokens)
             source = HeadDrafter(OracleHead(table), self.verifier)
-            job = DraftJob(self.drafter.prepare(events, [question]), OraclePrefill(table), c["prefill_drafts"])
+            if c["prefill_drafts"]:
+                job = DraftJob(self.drafter.prepare(events, [question]), OraclePrefill(table), c["prefill_drafts"])
         elif kind == "token_sd":
             source = TokenDrafter()
             job = DraftJob(self.drafter.prepare(events, [question]), "token", c["prefill_drafts"])
