@@ -118,6 +118,12 @@ def cmd_benchmark(args) -> None:
     print(markdown(summary))
 
 
+def cmd_figure(args) -> None:
+    from .figures import figure
+
+    figure(args.name, args.source, args.out)
+
+
 def cmd_digest(args) -> None:
     from .digest import write_digest
 
@@ -209,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, help="override benchmark.repeats")
     p.add_argument("--threads", type=int, help="override benchmark.threads")
     p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("figure", help="one figure (eventspec.figures.<name>) from a metrics JSON")
+    p.add_argument("name", help="figure module, e.g. benchmark_speedup")
+    p.add_argument("--source", required=True, help="the metrics JSON it reads (e.g. results/bench/summary.json)")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.set_defaults(func=cmd_figure)
 
     p = sub.add_parser("digest", help="write the digest JSON of a store")
     p.add_argument("store")

@@ -143,6 +143,7 @@ def record(name: str, window: int, question: int, gen: Generated, repeats: list[
         "verifier_forwards": gen.verifier_forwards if gen.rounds or gen.margins else None,
         "early_drafts": gen.early_drafts, "early_accepted": gen.early_accepted,
         "drafter_prefill_s": gen.drafter_prefill_s, "early_draft_s": gen.early_draft_s, "wait_s": gen.wait_s,
+        "drafter_start_s": gen.drafter_start_s, "drafter_return_s": gen.drafter_return_s,
         "tie_divergence": tie,
     }
 
@@ -206,6 +207,8 @@ def summarize(rows: dict[str, list[dict]], configs: dict, settings: dict) -> dic
             "decode_s_mean": statistics.mean(r["decode_s"] for r in recs) if prefill else None,
             "drafter_prefill_s_mean": statistics.mean(r["drafter_prefill_s"] for r in recs),
             "wait_s_mean": statistics.mean(r["wait_s"] for r in recs),
+            "drafter_start_s_mean": statistics.mean(r["drafter_start_s"] for r in recs),
+            "drafter_return_s_mean": statistics.mean(r["drafter_return_s"] for r in recs),
             "early_drafts_mean": statistics.mean(r["early_drafts"] for r in recs),
             "early_accepted_mean": statistics.mean(r["early_accepted"] for r in recs),
             "lossless": True,

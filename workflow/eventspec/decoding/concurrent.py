@@ -42,6 +42,8 @@ class EarlyDrafts:
     drafts: list[int]
     prefill_s: float  # drafter vision + prefill
     draft_s: float  # drafting after its prefill
+    started_at: float = 0.0  # time.perf_counter() (CLOCK_MONOTONIC, shared by processes) when the job began
+    done_at: float = 0.0  # ... when its drafts were ready
     cache: list = field(repr=False, default_factory=list)
     prompt_len: int = 0
     read: list[int] = field(default_factory=list)
@@ -72,13 +74,13 @@ def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tup
             propose = propose_from_adapter(adapter, lm_head)
         drafts = draft_while(track, propose, job.k_max, should_stop, job.feed_own)
     t2 = time.perf_counter()
-    return EarlyDrafts(drafts, t1 - t0, t2 - t1), track
+    return EarlyDrafts(drafts, t1 - t0, t2 - t1, t0, t2), track
 
 
 def _with_state(early: EarlyDrafts, track: Track) -> EarlyDrafts:
     early.cache = cache_tensors(track)
     early.prompt_len, early.read = track.prompt_len, list(track.read)
-    early.hidden, early.logits = list(track.hidden), list(track.logits)
+    early.hidden, early.logits = torch.stack(track.hidden), list(track.logits)
     return early
 
 

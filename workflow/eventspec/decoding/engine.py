@@ -59,6 +59,8 @@ class Generated:
     drafter_prefill_s: float = 0.0
     early_draft_s: float = 0.0
     wait_s: float = 0.0  # waiting for the drafter after the verifier's prefill ended
+    drafter_start_s: float = 0.0  # from the start to the drafter beginning its job (process wake-up, transfer)
+    drafter_return_s: float = 0.0  # from its drafts being ready to the main process holding them
 
     @property
     def decode_s(self) -> float:
@@ -136,7 +138,9 @@ def speculative_generate(
     early = []
     if drafter is not None:
         got = drafter.finish()
-        result.wait_s = time.perf_counter() - t1
+        now = time.perf_counter()
+        result.wait_s = now - t1
+        result.drafter_start_s, result.drafter_return_s = got.started_at - t0, now - got.done_at
         result.drafter_prefill_s, result.early_draft_s = got.prefill_s, got.draft_s
         result.early_drafts, early = len(got.drafts), got.drafts
         if source is not None and source.uses_drafter:
