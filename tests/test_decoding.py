@@ -42,9 +42,9 @@ def samples(tiny_world):
 
 
 def case(pair, samples, i):
-    verifier, drafter = pair
+    verifier, _ = pair
     frames, events = samples
-    return verifier.prepare(frames[i : i + 1], [QUESTIONS[i]]), DraftJob(drafter.prepare(events[i : i + 1], [QUESTIONS[i]]))
+    return verifier.prepare(frames[i : i + 1], [QUESTIONS[i]]), DraftJob(events[i : i + 1], QUESTIONS[i])
 
 
 def oracle_table(verifier, inputs, n=MAX_NEW + 4):
@@ -78,7 +78,7 @@ def test_baseline_equals_backend_greedy(pair, samples, i):
 def test_crop_equals_fresh_prefill(pair, samples):
     verifier, drafter = pair
     inputs, job = case(pair, samples, 0)
-    for backend, inp in ((verifier, inputs), (drafter, job.inputs)):
+    for backend, inp in ((verifier, inputs), (drafter, drafter.prepare(job.event_images, [job.question]))):
         a = tr.prefill(backend, inp)
         tr.forward(a, [5, 6, 7, 8])
         tr.crop(a, 2)

@@ -7,9 +7,10 @@ untimed. Every configuration's tokens must equal ``vl_baseline``'s on every
 pair (``engine.check_lossless``; the job fails naming the pair).
 
 Timing covers the verifier's vision tower, prefill and decoding from its
-tokenised, preprocessed inputs (tokenising and image preprocessing are left
-out for both models); a drafter's vision and prefill run in the worker process
-beside the verifier's prefill and are timed there.
+tokenised, preprocessed inputs (its tokenising and image preprocessing, common
+to all configurations, are left out); the drafter's preprocessing, vision and
+prefill run in the worker process beside the verifier's prefill and are timed
+there, as are the worker's start and return latencies.
 
 Ideal speedup (per configuration, from this run's components): a pair's ideal
 time is the baseline's verifier prefill plus, per round, the median verifier
@@ -116,16 +117,17 @@ class Runner:
             table = answer_hidden(self.verifier, inputs, baseline.tokens)
             source = HeadDrafter(OracleHead(table), self.verifier)
             if c["prefill_drafts"]:
-                job = DraftJob(self.drafter.prepare(events, [question]), OraclePrefill(table), c["prefill_drafts"])
+                job = DraftJob(events, question, OraclePrefill(table), c["prefill_drafts"], return_state=False)
         elif kind == "token_sd":
             source = TokenDrafter()
-            job = DraftJob(self.drafter.prepare(events, [question]), "token", c["prefill_drafts"])
+            job = DraftJob(events, question, "token", c["prefill_drafts"])
         else:
             if c.get("decode_adapter"):
                 source = HeadDrafter(self.heads[c["decode_adapter"]], self.verifier, c["adaptive"])
             if c.get("prefill_adapter") or (source is not None and source.uses_drafter):
-                job = DraftJob(self.drafter.prepare(events, [question]), c.get("prefill_adapter"),
-                               c["prefill_drafts"] if c.get("prefill_adapter") else 0, c["feed_own"])
+                job = DraftJob(events, question, c.get("prefill_adapter"),
+                               c["prefill_drafts"] if c.get("prefill_adapter") else 0, c["feed_own"],
+                               return_state=source is not None and source.uses_drafter)
         worker = self.worker if job is not None else None
         return speculative_generate(self.verifier, inputs, max_new, source, c.get("gamma", 0), worker, job,
                                     self.drafter)

@@ -1,8 +1,9 @@
 """The drafter beside the verifier's prefill: in this process, or in a worker process with its own threads.
 
-A job is one (event window, question), tokenised and preprocessed by the main
-process (like the verifier's inputs, outside the timed region): the drafter
-prefills its prompt (vision included), then drafts (``propose`` = prefill adapter or its own tokens) until the
+A job is one (event window, question) as uint8 event images and text (small
+enough for one pipe write; float pixel values are 5x larger and cost several
+process switches on a loaded machine): the drafter preprocesses and prefills
+its prompt (vision included), then drafts (``propose`` = prefill adapter or its own tokens) until the
 verifier's prefill ends (the ``stop`` event) or ``k_max`` drafts exist. The
 result carries the drafts, the time it took and the drafter's cache and
 history, so the main process continues with the same drafter state.
@@ -20,19 +21,21 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-from ..models.backend import PrefillInputs
 from .drafting import draft_while, propose_from_adapter, propose_own_token
 from .track import Track, cache_tensors, from_tensors, prefill
 
 
 @dataclass
 class DraftJob:
-    inputs: PrefillInputs  # the drafter's prompt and event images, batch 1
+    event_images: np.ndarray  # [1, C, H, W, 3] uint8
+    question: str
     propose: str | torch.nn.Module | None = None  # None (prefill only), "token", a prefill adapter's name or module
     k_max: int = 0
     feed_own: bool = False
+    return_state: bool = True  # send the drafter's cache and history back (decode-phase drafting needs them)
 
 
 @dataclass
@@ -40,7 +43,7 @@ class EarlyDrafts:
     """What the drafter made while the verifier prefilled."""
 
     drafts: list[int]
-    prefill_s: float  # drafter vision + prefill
+    prefill_s: float  # drafter preprocessing + vision + prefill
     draft_s: float  # drafting after its prefill
     started_at: float = 0.0  # time.perf_counter() (CLOCK_MONOTONIC, shared by processes) when the job began
     done_at: float = 0.0  # ... when its drafts were ready
@@ -60,7 +63,7 @@ class WorkerError(RuntimeError):
 
 def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tuple[EarlyDrafts, Track]:
     t0 = time.perf_counter()
-    track = prefill(drafter, job.inputs)
+    track = prefill(drafter, drafter.prepare(job.event_images, [job.question]))
     t1 = time.perf_counter()
     if job.propose is None:
         drafts = []
@@ -95,7 +98,8 @@ class InProcessDrafter:
         self.job = job
 
     def finish(self) -> EarlyDrafts:
-        return _with_state(*run_job(self.drafter, self.adapters, self.lm_head, self.job, lambda: False))
+        early, track = run_job(self.drafter, self.adapters, self.lm_head, self.job, lambda: False)
+        return _with_state(early, track) if self.job.return_state else early
 
 
 def _serve(conn, stop, spec: dict) -> None:
@@ -121,7 +125,7 @@ def _serve(conn, stop, spec: dict) -> None:
             return
         try:
             early, track = run_job(drafter, adapters, lm_head, job, stop.is_set)
-            conn.send(_with_state(early, track))
+            conn.send(_with_state(early, track) if job.return_state else early)
         except (BrokenPipeError, OSError):
             return
         except Exception:  # noqa: BLE001
