@@ -12,12 +12,14 @@ to all configurations, are left out); the drafter's preprocessing, vision and
 prefill run in the worker process beside the verifier's prefill and are timed
 there, as are the worker's start and return latencies.
 
-Ideal speedup (per configuration, from this run's components): a pair's ideal
-time is the baseline's verifier prefill plus, per round, the median verifier
-forward of that many tokens and the configuration's median cost per draft
-(drafts made during the prefill are free); ideal speedup = the baseline's ideal
-time / the configuration's, summed over pairs; efficiency = measured speedup /
-ideal speedup (1.0 = no overhead beyond the measured components).
+Ideal speedup (per configuration, from this run's components and acceptance):
+a pair's ideal time is the configuration's own verifier prefill plus, per
+round, its median verifier forward of that many tokens and its median cost
+per draft (drafts made during the prefill count as free: perfect hiding);
+ideal speedup = the baseline's measured time / the ideal time, summed over
+pairs; efficiency = measured / ideal speedup = the share of the time spent in
+those components (what is left is overhead: Python, waiting for the drafter,
+inter-process transfers).
 
 The ``oracle`` kind drafts the verifier's own answer (its hidden states along
 the baseline's tokens, computed before the timed run) through the same worker,
@@ -150,42 +152,37 @@ def record(name: str, window: int, question: int, gen: Generated, repeats: list[
     }
 
 
-def component_costs(rows: dict[str, list[dict]]) -> dict:
-    """Medians over this run: verifier forward by token count, and per configuration the cost of one draft."""
+def component_costs(recs: list[dict]) -> dict:
+    """One configuration's medians over this run: verifier forward by token count, cost of one decode-phase draft."""
     by_n = defaultdict(list)
-    for recs in rows.values():
-        for r in recs:
-            for (drafted, _, _), v in zip(r["rounds"], r["verify_s"]):
-                by_n[drafted + 1].append(v)
-    verify = {n: statistics.median(v) for n, v in sorted(by_n.items())}
-    draft = {}
-    for name, recs in rows.items():
-        per = [s / d for r in recs for (d, _, early), s in zip(r["rounds"], r["draft_s"]) if d and not early]
-        draft[name] = statistics.median(per) if per else 0.0
-    prefill = {r["sample_id"]: r["prefill_s"] for r in rows[BASELINE]}
-    return {"verify_s": verify, "draft_s": draft, "prefill_s": prefill}
+    for r in recs:
+        for (drafted, _, _), v in zip(r["rounds"], r["verify_s"]):
+            by_n[drafted + 1].append(v)
+    per_draft = [s / d for r in recs for (d, _, early), s in zip(r["rounds"], r["draft_s"]) if d and not early]
+    return {"verify_s": {n: statistics.median(v) for n, v in sorted(by_n.items())},
+            "draft_s": statistics.median(per_draft) if per_draft else 0.0}
 
 
 def ideal_time(rec: dict, costs: dict) -> float | None:
+    """The pair's time at the configuration's own component costs with no overhead: its verifier prefill,
+    the median verifier forward per round, the median draft cost (drafts made during the prefill free)."""
     if rec["verifier_forwards"] is None:
         return None
-    verify = costs["verify_s"]
-    t = costs["prefill_s"][rec["sample_id"]]
+    t = rec["prefill_s"]
     for drafted, _, early in rec["rounds"]:
-        t += verify[drafted + 1] + (0.0 if early else drafted * costs["draft_s"][rec["config"]])
+        t += costs["verify_s"][drafted + 1] + (0.0 if early else drafted * costs["draft_s"])
     return t
 
 
 def summarize(rows: dict[str, list[dict]], configs: dict, settings: dict) -> dict:
-    costs = component_costs(rows)
+    costs = {name: component_costs(recs) for name, recs in rows.items()}
     base_wall = sum(r["wall_s"] for r in rows[BASELINE])
-    base_ideal = sum(ideal_time(r, costs) for r in rows[BASELINE])
     out = {}
     for name, recs in rows.items():
         wall = sum(r["wall_s"] for r in recs)
         tokens = sum(r["n_tokens"] for r in recs)
-        ideals = [ideal_time(r, costs) for r in recs]
-        ideal = None if None in ideals else base_ideal / sum(ideals)
+        ideals = [ideal_time(r, costs[name]) for r in recs]
+        ideal = None if None in ideals else base_wall / sum(ideals)
         speedup = base_wall / wall
         hist = Counter(a for r in recs for (d, a, _) in r["rounds"] if d)
         forwards = [r["verifier_forwards"] for r in recs]
@@ -216,10 +213,12 @@ def summarize(rows: dict[str, list[dict]], configs: dict, settings: dict) -> dic
             "lossless": True,
             "tie_divergences": sum(r["tie_divergence"] for r in recs),
         }
+    prefill = [r["prefill_s"] for r in rows[BASELINE]]
     return {"settings": settings, "configs": out,
-            "component_costs_s": {"verifier_prefill_median": statistics.median(costs["prefill_s"].values()),
-                                  "verifier_forward_by_tokens": {str(k): v for k, v in costs["verify_s"].items()},
-                                  "draft_by_config": costs["draft_s"]}}
+            "component_costs_s": {"verifier_prefill_median": statistics.median(prefill),
+                                  "verifier_forward_by_tokens": {name: {str(k): v for k, v in c["verify_s"].items()}
+                                                                 for name, c in costs.items()},
+                                  "draft_by_config": {name: c["draft_s"] for name, c in costs.items()}}}
 
 
 def markdown(summary: dict) -> str:
