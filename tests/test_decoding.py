@@ -286,8 +286,20 @@ def test_benchmark_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
     s = summary["configs"]
     assert s["vl_baseline"]["speedup"] == 1.0 and s["vl_baseline"]["tau"] == 1.0
     assert s["oracle"]["acceptance_rate"] == 1.0 and s["oracle"]["tau"] > 1.0
-    assert s["oracle"]["ideal_speedup"] > 1.0 and s["oracle"]["efficiency"] > 0
+    for c in ("vl_baseline", "prompt_lookup", "token_sd", "oracle"):
+        assert s[c]["efficiency"] == pytest.approx(s[c]["speedup"] / s[c]["ideal_speedup"])
+    assert s["hf_generate"]["tau"] is None and s["hf_generate"]["ideal_speedup"] is None
     assert "| oracle |" in (tmp_path / "bench/summary.md").read_text()
+
+
+def test_ideal_time_counts_components_and_frees_drafts_made_during_the_prefill():
+    from eventspec.decoding.benchmark import component_costs, ideal_time
+
+    recs = [{"rounds": [[3, 3, True], [4, 2, False], [4, 4, False]], "verify_s": [2.0, 3.0, 5.0],
+             "draft_s": [9.0, 4.0, 12.0], "prefill_s": 10.0, "verifier_forwards": 4}]
+    costs = component_costs(recs)
+    assert costs["verify_s"] == {4: 2.0, 5: 4.0} and costs["draft_s"] == 2.0
+    assert ideal_time(recs[0], costs) == 10.0 + 2.0 + 2 * (4.0 + 4 * 2.0)
 
 
 def test_benchmark_fails_naming_the_sample_on_a_token_difference(tiny_world, tiny_models, tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .drafting import draft_while, propose_from_adapter, propose_own_token
-from .track import Track, cache_tensors, from_tensors, prefill
+from .track import Track, pack, prefill, unpack
 
 
 @dataclass
@@ -47,14 +47,10 @@ class EarlyDrafts:
     draft_s: float  # drafting after its prefill
     started_at: float = 0.0  # time.perf_counter() (CLOCK_MONOTONIC, shared by processes) when the job began
     done_at: float = 0.0  # ... when its drafts were ready
-    cache: list = field(repr=False, default_factory=list)
-    prompt_len: int = 0
-    read: list[int] = field(default_factory=list)
-    hidden: list = field(repr=False, default_factory=list)
-    logits: list = field(repr=False, default_factory=list)
+    state: dict | None = field(repr=False, default=None)  # the drafter's track, ``track.pack``-ed
 
     def track(self, backend) -> Track:
-        return from_tensors(backend, self.cache, self.prompt_len, self.read, self.hidden, self.logits)
+        return unpack(backend, self.state)
 
 
 class WorkerError(RuntimeError):
@@ -81,9 +77,7 @@ def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tup
 
 
 def _with_state(early: EarlyDrafts, track: Track) -> EarlyDrafts:
-    early.cache = cache_tensors(track)
-    early.prompt_len, early.read = track.prompt_len, list(track.read)
-    early.hidden, early.logits = torch.stack(track.hidden), list(track.logits)
+    early.state = pack(track)
     return early
 
 

@@ -141,7 +141,7 @@ def speculative_generate(
         result.drafter_prefill_s, result.early_draft_s = got.prefill_s, got.draft_s
         result.early_drafts, early = len(got.drafts), got.drafts
         if source is not None and source.uses_drafter:
-            if not got.cache:
+            if got.state is None:
                 raise ValueError("the draft source reads the drafter, but its job did not return the drafter's state")
             source.drafter = got.track(drafter_backend)
     eos = verifier.eos_token_id
