@@ -192,6 +192,11 @@ def test_worker_process_gives_the_same_tokens(pair, samples, tiny_models):
             gen = speculative_generate(verifier, inputs, MAX_NEW, source, 3, worker, job, drafter)
             assert gen.tokens == ref.tokens
             assert gen.early_drafts <= k_max and gen.drafter_prefill_s > 0
+        with pytest.raises(AttributeError):  # the verifier prefill fails; the job is collected anyway ...
+            speculative_generate(verifier, None, MAX_NEW, source, 3, worker, job, drafter)
+        assert not worker.conn.poll(1.0)  # no stale reply left in the pipe
+        gen = speculative_generate(verifier, inputs, MAX_NEW, source, 3, worker, job, drafter)
+        assert gen.tokens == ref.tokens  # ... so the next reply belongs to the next job
         assert worker.process.is_alive()
     assert not worker.process.is_alive()
 

@@ -129,12 +129,14 @@ def speculative_generate(
     t0 = time.perf_counter()
     if drafter is not None:
         drafter.start(job)
-    track = prefill(verifier, inputs)
-    t1 = time.perf_counter()
+    try:
+        track = prefill(verifier, inputs)
+        t1 = time.perf_counter()
+    finally:  # collect the job even if the prefill failed, so the next job's reply is not this one's
+        got = drafter.finish() if drafter is not None else None
     result = Generated([], t1 - t0, 0.0)
     early = []
-    if drafter is not None:
-        got = drafter.finish()
+    if got is not None:
         now = time.perf_counter()
         result.wait_s = now - t1
         result.drafter_start_s, result.drafter_return_s = got.started_at - t0, now - got.done_at
