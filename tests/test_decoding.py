@@ -177,6 +177,7 @@ def test_eos_inside_accepted_drafts(pair, samples, monkeypatch):
                   k_max=k_max, adapters={"L4": OraclePrefill(table)})
         assert gen.tokens == ref.tokens
         assert any(r.accepted > 0 for r in gen.rounds) or gen.early_accepted > 1
+        assert all(r.accepted == r.drafted for r in gen.rounds)  # no draft past the drafted EOS
 
 
 def test_worker_process_gives_the_same_tokens(pair, samples, tiny_models):

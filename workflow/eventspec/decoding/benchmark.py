@@ -119,17 +119,18 @@ class Runner:
             table = answer_hidden(self.verifier, inputs, baseline.tokens)
             source = HeadDrafter(OracleHead(table), self.verifier)
             if c["prefill_drafts"]:
-                job = DraftJob(events, question, OraclePrefill(table), c["prefill_drafts"], return_state=False)
+                job = DraftJob(events, question, OraclePrefill(table), c["prefill_drafts"], return_state=False,
+                               eos=self.verifier.eos_token_id)
         elif kind == "token_sd":
             source = TokenDrafter()
-            job = DraftJob(events, question, "token", c["prefill_drafts"])
+            job = DraftJob(events, question, "token", c["prefill_drafts"], eos=self.verifier.eos_token_id)
         else:
             if c.get("decode_adapter"):
                 source = HeadDrafter(self.heads[c["decode_adapter"]], self.verifier, c["adaptive"])
             if c.get("prefill_adapter") or (source is not None and source.uses_drafter):
                 job = DraftJob(events, question, c.get("prefill_adapter"),
                                c["prefill_drafts"] if c.get("prefill_adapter") else 0, c["feed_own"],
-                               return_state=source is not None and source.uses_drafter)
+                               return_state=source is not None and source.uses_drafter, eos=self.verifier.eos_token_id)
         worker = self.worker if job is not None else None
         return speculative_generate(self.verifier, inputs, max_new, source, c.get("gamma", 0), worker, job,
                                     self.drafter)

@@ -36,6 +36,7 @@ class DraftJob:
     k_max: int = 0
     feed_own: bool = False
     return_state: bool = True  # send the drafter's cache and history back (decode-phase drafting needs them)
+    eos: int | None = None  # the verifier's EOS: no drafts past it
 
 
 @dataclass
@@ -71,7 +72,7 @@ def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tup
             raise KeyError(f"prefill adapter {job.propose!r} not loaded in the drafter worker")
         else:
             propose = propose_from_adapter(adapter, lm_head)
-        drafts = draft_while(track, propose, job.k_max, should_stop, job.feed_own)
+        drafts = draft_while(track, propose, job.k_max, should_stop, job.feed_own, job.eos)
     t2 = time.perf_counter()
     return EarlyDrafts(drafts, t1 - t0, t2 - t1, t0, t2), track
 

@@ -54,9 +54,11 @@ def propose_own_token(drafter: Track) -> int:
 
 @torch.no_grad()
 def draft_while(
-    drafter: Track, propose: Callable[[Track], int], k_max: int, should_stop: Callable[[], bool], feed_own: bool = False
+    drafter: Track, propose: Callable[[Track], int], k_max: int, should_stop: Callable[[], bool], feed_own: bool = False,
+    eos: int | None = None,
 ) -> list[int]:
-    """Drafts from ``drafter`` until ``k_max`` exist or ``should_stop()`` (checked before every drafter step).
+    """Drafts from ``drafter`` until ``k_max`` exist, one is ``eos`` or ``should_stop()`` (checked before every
+    drafter step).
 
     Each draft is fed back to the drafter (``feed_own``: the drafter reads its
     own greedy token instead, keeping its own text as the seeds' variant did).
@@ -64,7 +66,7 @@ def draft_while(
     drafts: list[int] = []
     while len(drafts) < k_max and not should_stop():
         drafts.append(propose(drafter))
-        if len(drafts) == k_max or should_stop():
+        if len(drafts) == k_max or drafts[-1] == eos or should_stop():
             break
         forward(drafter, [propose_own_token(drafter) if feed_own else drafts[-1]], logits=False)
     return drafts
@@ -80,17 +82,18 @@ class TokenDrafter:
 
     def draft(self, verifier: Track, answer: list[int], k: int) -> list[int]:
         sync(self.drafter, answer)
-        return draft_while(self.drafter, propose_own_token, k, lambda: False)
+        return draft_while(self.drafter, propose_own_token, k, lambda: False, eos=self.drafter.backend.eos_token_id)
 
 
 class HeadDrafter:
-    """γ drafts per round from a decode head; ``adaptive`` > 0 stops a round once the head's
-    top-1 probability through the verifier's LM head falls below it (EAGLE-2's confidence stop)."""
+    """γ drafts per round from a decode head, none past a drafted EOS; ``adaptive`` > 0 stops a round once
+    the head's top-1 probability through the verifier's LM head falls below it (EAGLE-2's confidence stop)."""
 
     def __init__(self, head: torch.nn.Module, verifier_backend, adaptive: float = 0.0):
         self.head = head
         self.lm_head = verifier_backend.lm_head
         self.embed = verifier_backend.embed
+        self.eos = verifier_backend.eos_token_id
         self.adaptive = adaptive
         self.uses_drafter = "drafter" in head.uses
         self.drafter: Track | None = None
@@ -121,7 +124,7 @@ class HeadDrafter:
             if self.adaptive and drafts and logits.softmax(-1).max() < self.adaptive:
                 break
             drafts.append(greedy_token(logits))
-            if len(drafts) == k:
+            if len(drafts) == k or drafts[-1] == self.eos:
                 break
             known.append(predicted.to(known[0].dtype))
             tokens.append(drafts[-1])
