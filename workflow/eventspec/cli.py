@@ -16,6 +16,7 @@ from .config import ConfigError
 from .dsec import DataError
 from .extract import ExtractionError
 from .models.loading import ModelLoadError
+from .decoding.engine import LosslessError
 from .store import StoreError
 
 
@@ -99,6 +100,30 @@ def cmd_bench_store(args) -> None:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
+def cmd_benchmark(args) -> None:
+    from .decoding.benchmark import markdown, run_benchmark
+
+    cfg = _config(args)
+    bench = cfg["benchmark"]
+    for key in ("max_samples", "max_new_tokens", "warmup", "repeats", "threads"):
+        if getattr(args, key) is not None:
+            bench[key] = getattr(args, key)
+    if args.gamma is not None:
+        for entry in bench["configs"].values():
+            entry["gamma"] = args.gamma
+    config_mod.validate(cfg, "command line")
+    names = args.configs.split(",") if args.configs else None
+    samples = args.samples or f"{cfg['results']}/samples/test.zarr"
+    summary = run_benchmark(cfg, samples, args.output_dir or f"{cfg['results']}/bench", names)
+    print(markdown(summary))
+
+
+def cmd_figure(args) -> None:
+    from .figures import figure
+
+    figure(args.name, args.source, args.out)
+
+
 def cmd_digest(args) -> None:
     from .digest import write_digest
 
@@ -178,6 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the result as JSON")
     p.set_defaults(func=cmd_bench_store)
 
+    p = sub.add_parser("benchmark", help="Stage 4: wall-clock benchmark of lossless speculative decoding and peers")
+    _add_config_args(p)
+    p.add_argument("--samples", help="sample store of the held-out split (default: <results>/samples/test.zarr)")
+    p.add_argument("--output_dir", help="where <config>.jsonl, summary.json and summary.md go (default: <results>/bench)")
+    p.add_argument("--configs", help="comma-separated configuration names (default: all in benchmark.configs)")
+    p.add_argument("--max_samples", type=int, help="override benchmark.max_samples")
+    p.add_argument("--max_new_tokens", type=int, help="override benchmark.max_new_tokens")
+    p.add_argument("--gamma", type=int, help="override the gamma of every configuration")
+    p.add_argument("--warmup", type=int, help="override benchmark.warmup")
+    p.add_argument("--repeats", type=int, help="override benchmark.repeats")
+    p.add_argument("--threads", type=int, help="override benchmark.threads")
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("figure", help="one figure (eventspec.figures.<name>) from a metrics JSON")
+    p.add_argument("name", help="figure module, e.g. benchmark_speedup")
+    p.add_argument("--source", required=True, help="the metrics JSON it reads (e.g. results/bench/summary.json)")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.set_defaults(func=cmd_figure)
+
     p = sub.add_parser("digest", help="write the digest JSON of a store")
     p.add_argument("store")
     p.add_argument("out")
@@ -191,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         args.config = str(config_mod.DEFAULT_CONFIG)
     try:
         args.func(args)
-    except (ConfigError, DataError, ExtractionError, ModelLoadError, StoreError) as err:
+    except (ConfigError, DataError, ExtractionError, LosslessError, ModelLoadError, StoreError) as err:
         print(f"eventspec {args.stage}: error: {err}", file=sys.stderr)
         return 2
     return 0

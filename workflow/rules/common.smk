@@ -66,4 +66,5 @@ def all_targets():
     targets = [feature_digest(s) for s in SPLITS] + [f"{RESULTS}/models/verifier_lm_head.safetensors"]
     if config["data"]["source"] == "toy":
         targets.append(f"{RESULTS}/models/toy_eval.json")
+    targets.append(f"{RESULTS}/bench/summary.json")
     return targets

@@ -1,0 +1,324 @@
+"""The speculative decoding engine: token-exact greedy output for every kind of configuration, crops, the worker."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from decoding_fixtures import RandomHead, RandomPrefillAdapter
+
+from eventspec.decoding import track as tr
+from eventspec.decoding.concurrent import DrafterWorker, DraftJob, InProcessDrafter
+from eventspec.decoding.drafting import HeadDrafter, TokenDrafter
+from eventspec.decoding.oracle import OracleHead, OraclePrefill
+from eventspec.decoding.engine import (
+    Generated, LosslessError, baseline_generate, check_lossless, speculative_generate,
+)
+from eventspec.models.backend import greedy_generate, teacher_forced_hidden
+from eventspec.models.drafter import load_drafter
+from eventspec.models.verifier import load_verifier
+
+QUESTIONS = ["What objects are in the scene?", "Is it day or night?", "Describe the scene."]
+MAX_NEW = 12
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_models):
+    torch.set_num_threads(1)
+    return load_verifier(tiny_models["verifier"]), load_drafter(tiny_models["drafter"])
+
+
+@pytest.fixture(scope="module")
+def samples(tiny_world):
+    g = zarr.open_group(tiny_world[1]["test"][0], mode="r")
+    return np.asarray(g["frames"][:3]), np.asarray(g["event_images"][:3])
+
+
+def case(pair, samples, i):
+    verifier, _ = pair
+    frames, events = samples
+    return verifier.prepare(frames[i : i + 1], [QUESTIONS[i]]), DraftJob(events[i : i + 1], QUESTIONS[i])
+
+
+def oracle_table(verifier, inputs, n=MAX_NEW + 4):
+    gen = greedy_generate(verifier, inputs, n)
+    return teacher_forced_hidden(verifier, inputs, gen.tokens)[0], gen.tokens[0, : int(gen.lengths[0])].tolist()
+
+
+def run(pair, samples, i, max_new=MAX_NEW, source=None, gamma=0, propose=None, k_max=0, adapters=None, feed_own=False):
+    verifier, drafter = pair
+    inputs, job = case(pair, samples, i)
+    job.propose, job.k_max, job.feed_own = propose, k_max, feed_own
+    uses_drafter = propose is not None or (source is not None and source.uses_drafter)
+    runner = InProcessDrafter(drafter, adapters or {}, verifier.lm_head) if uses_drafter else None
+    return speculative_generate(verifier, inputs, max_new, source, gamma, runner, job if runner else None, drafter)
+
+
+def reference(pair, samples, i, max_new=MAX_NEW):
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, i)
+    return baseline_generate(verifier, inputs, max_new)
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_baseline_equals_backend_greedy(pair, samples, i):
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, i)
+    gen = greedy_generate(verifier, inputs, MAX_NEW)
+    assert baseline_generate(verifier, inputs, MAX_NEW).tokens == gen.tokens[0, : int(gen.lengths[0])].tolist()
+
+
+def test_crop_equals_fresh_prefill(pair, samples):
+    verifier, drafter = pair
+    inputs, job = case(pair, samples, 0)
+    for backend, inp in ((verifier, inputs), (drafter, drafter.prepare(job.event_images, [job.question]))):
+        a = tr.prefill(backend, inp)
+        tr.forward(a, [5, 6, 7, 8])
+        tr.crop(a, 2)
+        assert a.read == [5, 6] and len(a.hidden) == 3 and a.length == a.prompt_len + 2
+        h_a, l_a = tr.forward(a, [9, 10])
+        b = tr.prefill(backend, inp)
+        h_b, l_b = tr.forward(b, [5, 6, 9, 10])
+        torch.testing.assert_close(h_a, h_b[2:], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(l_a, l_b[2:], atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(torch.stack(a.hidden), torch.stack(b.hidden), atol=1e-5, rtol=1e-5)
+        assert a.cache.get_seq_length() == b.cache.get_seq_length()
+        tr.crop(a, 0)  # back to the prompt: the prefill's own last state
+        c = tr.prefill(backend, inp)
+        torch.testing.assert_close(a.last_logits(), c.last_logits())
+        tr.sync(a, [5, 6, 9, 10])
+        torch.testing.assert_close(a.hidden[-1], b.hidden[-1], atol=1e-5, rtol=1e-5)
+
+
+def test_oracle_decode_head_accepts_every_draft(pair, samples):
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, 1)
+    table, tokens = oracle_table(verifier, inputs)
+    head = HeadDrafter(OracleHead(table), verifier)
+    gen = run(pair, samples, 1, source=head, gamma=3)
+    assert gen.tokens == tokens[:MAX_NEW]
+    assert all(r.accepted == r.drafted == 3 for r in gen.rounds[:-1]) and len(gen.rounds) == 3
+
+
+def _sources(pair, table):
+    verifier, drafter = pair
+    dv, dd = verifier.hidden_size, drafter.hidden_size
+    return {
+        "token_sd": dict(source=TokenDrafter(), gamma=3, propose="token", k_max=4),
+        "L1+VL": dict(propose="L1", k_max=5, adapters={"L1": RandomPrefillAdapter(dd, dv)}),
+        "L1+VL own text": dict(propose="L1", k_max=5, adapters={"L1": RandomPrefillAdapter(dd, dv)}, feed_own=True),
+        "L5_decode": dict(source=HeadDrafter(RandomHead({"drafter"}, True, dd, dv), verifier), gamma=4),
+        "B1_decode": dict(source=HeadDrafter(RandomHead({"verifier"}, True, dd, dv), verifier), gamma=4),
+        "L5F_adaptive": dict(source=HeadDrafter(RandomHead({"drafter", "verifier"}, False, dd, dv), verifier, 0.5),
+                             gamma=5),
+        "oracle L4+B1": dict(source=HeadDrafter(OracleHead(table), verifier), gamma=4, propose="L4", k_max=3,
+                             adapters={"L4": OraclePrefill(table)}),
+        "oracle L4+L5F": dict(source=HeadDrafter(OracleHead(table, uses=("drafter", "verifier")), verifier),
+                              gamma=4, propose="L4", k_max=3, adapters={"L4": OraclePrefill(table)}),
+        "rejected": dict(source=HeadDrafter(OracleHead(table, sign=-1.0), verifier), gamma=3, propose="L4", k_max=3,
+                         adapters={"L4": OraclePrefill(table, sign=-1.0)}),
+    }
+
+
+@pytest.mark.parametrize("name", ["token_sd", "L1+VL", "L1+VL own text", "L5_decode", "B1_decode", "L5F_adaptive",
+                                  "oracle L4+B1", "oracle L4+L5F", "rejected"])
+@pytest.mark.parametrize("i", range(3))
+def test_every_configuration_is_lossless(pair, samples, name, i):
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, i)
+    table, _ = oracle_table(verifier, inputs)
+    ref = reference(pair, samples, i)
+    gen = run(pair, samples, i, **_sources(pair, table)[name])
+    assert gen.tokens == ref.tokens, name
+    drafted = sum(r.drafted for r in gen.rounds)
+    accepted = sum(r.accepted for r in gen.rounds)
+    assert len(gen.tokens) == gen.early_accepted + sum(r.accepted for r in gen.rounds if not r.from_prefill) + len(
+        gen.rounds) + (gen.early_accepted == 0)
+    if name.startswith("oracle"):
+        assert gen.early_accepted >= 1 and accepted == drafted > 0
+        assert gen.verifier_forwards < len(ref.tokens)
+    if name == "rejected":
+        assert accepted == 0 and drafted > 0 and gen.early_accepted == 0
+
+
+@pytest.mark.parametrize("max_new", [1, 2, 3, 5, 7])
+def test_max_new_tokens_boundary_and_gamma_beyond_what_is_left(pair, samples, max_new):
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, 0)
+    table, _ = oracle_table(verifier, inputs)
+    ref = reference(pair, samples, 0, max_new)
+    assert len(ref.tokens) == max_new
+    for gamma in (1, 4, 50):
+        head = HeadDrafter(OracleHead(table), verifier)
+        gen = run(pair, samples, 0, max_new, source=head, gamma=gamma, propose="L4", k_max=50,
+                  adapters={"L4": OraclePrefill(table)})
+        assert gen.tokens == ref.tokens
+        assert 1 + sum(r.accepted + 1 for r in gen.rounds) == max_new  # never a token past the limit
+
+
+def test_eos_inside_accepted_drafts(pair, samples, monkeypatch):
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, 2)
+    table, tokens = oracle_table(verifier, inputs)
+    eos = tokens[4]
+    first = tokens.index(eos)
+    monkeypatch.setattr(type(verifier), "eos_token_id", property(lambda self: eos))
+    ref = reference(pair, samples, 2)
+    assert ref.tokens == tokens[: first + 1]
+    for gamma, k_max in ((8, 0), (3, 8)):
+        gen = run(pair, samples, 2, source=HeadDrafter(OracleHead(table), verifier), gamma=gamma, propose="L4",
+                  k_max=k_max, adapters={"L4": OraclePrefill(table)})
+        assert gen.tokens == ref.tokens
+        assert any(r.accepted > 0 for r in gen.rounds) or gen.early_accepted > 1
+        assert all(r.accepted == r.drafted for r in gen.rounds)  # no draft past the drafted EOS
+
+
+def test_worker_process_gives_the_same_tokens(pair, samples, tiny_models):
+    verifier, drafter = pair
+    inputs, job = case(pair, samples, 0)
+    table, _ = oracle_table(verifier, inputs)
+    ref = reference(pair, samples, 0)
+    adapters = {"L4": OraclePrefill(table)}
+    with DrafterWorker(tiny_models["drafter"], adapters, verifier.lm_head.weight) as worker:
+        for k_max in (0, 6):
+            job.propose, job.k_max = "L4", k_max
+            source = HeadDrafter(OracleHead(table, uses=("drafter",)), verifier)
+            gen = speculative_generate(verifier, inputs, MAX_NEW, source, 3, worker, job, drafter)
+            assert gen.tokens == ref.tokens
+            assert gen.early_drafts <= k_max and gen.drafter_prefill_s > 0
+        with pytest.raises(AttributeError):  # the verifier prefill fails; the job is collected anyway ...
+            speculative_generate(verifier, None, MAX_NEW, source, 3, worker, job, drafter)
+        assert not worker.conn.poll(1.0)  # no stale reply left in the pipe
+        gen = speculative_generate(verifier, inputs, MAX_NEW, source, 3, worker, job, drafter)
+        assert gen.tokens == ref.tokens  # ... so the next reply belongs to the next job
+        assert worker.process.is_alive()
+    assert not worker.process.is_alive()
+
+
+def test_worker_reports_its_errors(pair, samples, tiny_models):
+    verifier, _ = pair
+    inputs, job = case(pair, samples, 0)
+    with DrafterWorker(tiny_models["drafter"], {}, verifier.lm_head.weight) as worker:
+        job.propose, job.k_max = "L9", 2
+        worker.start(job)
+        with pytest.raises(RuntimeError, match="prefill adapter 'L9' not loaded"):
+            worker.finish()
+
+
+CRASHING_MAIN = """
+import os, sys, torch
+sys.path[:0] = {paths!r}
+from eventspec.decoding.concurrent import DrafterWorker
+if __name__ == "__main__":
+    worker = DrafterWorker({drafter!r}, {{}}, torch.zeros(8, 4))
+    print(worker.pid, flush=True)
+    if {hard}:
+        os.kill(os.getpid(), 9)
+    with worker:
+        raise RuntimeError("main process fails")
+"""
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_worker_ends_when_main_process_fails(tiny_models, tmp_path, hard):
+    script = tmp_path / "main.py"
+    script.write_text(CRASHING_MAIN.format(paths=sys.path, drafter=str(tiny_models["drafter"]), hard=hard))
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    pid = int(res.stdout.split()[0])
+    deadline = time.time() + 20
+    while time.time() < deadline and _alive(pid):
+        time.sleep(0.2)
+    assert not _alive(pid), f"drafter worker {pid} outlived its main process"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_lossless_rule_names_the_sample_and_tolerates_only_ties():
+    base = Generated([3, 4, 5], 0.0, 0.0, margins=[0.5, 1e-7, 0.3])
+    assert check_lossless("s1", base, [3, 4, 5], torch.float32) is False
+    assert check_lossless("s1", base, [3, 9, 2], torch.float32) is True  # first difference at a tie
+    with pytest.raises(LosslessError, match="sample 7 q 2.*token 0"):
+        check_lossless("sample 7 q 2", base, [4, 4, 5], torch.float32)
+    with pytest.raises(LosslessError, match="s1.*lengths"):
+        check_lossless("s1", base, [3, 4], torch.float32)
+    wide = Generated([3, 4], 0.0, 0.0, margins=[0.5, 1e-3])
+    assert check_lossless("s", wide, [3, 8], torch.bfloat16) is True
+    with pytest.raises(LosslessError):
+        check_lossless("s", wide, [3, 8], torch.float32)
+
+
+def bench_config(tiny_world, tiny_models, tmp_path, **bench):
+    from eventspec import config as config_mod
+
+    cfg, _ = tiny_world
+    cfg = dict(cfg)
+    cfg["results"] = str(tmp_path)
+    cfg["models"] = {"verifier": {"path": str(tiny_models["verifier"])}, "drafter": {"path": str(tiny_models["drafter"])}}
+    cfg["benchmark"] = {"max_samples": 3, "max_new_tokens": 8, "warmup": 1, "repeats": 2} | bench
+    return config_mod.validate(cfg)
+
+
+def test_benchmark_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
+    import json
+
+    import jsonschema
+
+    from eventspec.decoding.benchmark import run_benchmark
+
+    cfg = bench_config(tiny_world, tiny_models, tmp_path)
+    names = ["vl_baseline", "hf_generate", "prompt_lookup", "token_sd", "oracle"]
+    summary = run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / "bench", names)
+    schema = json.loads((Path(__file__).resolve().parents[1] / "xsd/bench_summary.schema.json").read_text())
+    jsonschema.validate(json.loads((tmp_path / "bench/summary.json").read_text()), schema)
+    rows = {n: [json.loads(x) for x in (tmp_path / f"bench/{n}.jsonl").read_text().splitlines()] for n in names}
+    assert all(len(r) == 3 for r in rows.values())
+    for n in names:
+        assert [r["tokens"] for r in rows[n]] == [r["tokens"] for r in rows["vl_baseline"]]
+    s = summary["configs"]
+    assert s["vl_baseline"]["speedup"] == 1.0 and s["vl_baseline"]["tau"] == 1.0
+    assert s["oracle"]["acceptance_rate"] == 1.0 and s["oracle"]["tau"] > 1.0
+    for c in ("vl_baseline", "prompt_lookup", "token_sd", "oracle"):
+        assert s[c]["efficiency"] == pytest.approx(s[c]["speedup"] / s[c]["ideal_speedup"])
+    assert s["hf_generate"]["tau"] is None and s["hf_generate"]["ideal_speedup"] is None
+    assert "| oracle |" in (tmp_path / "bench/summary.md").read_text()
+
+
+def test_ideal_time_counts_components_and_frees_drafts_made_during_the_prefill():
+    from eventspec.decoding.benchmark import component_costs, ideal_time
+
+    recs = [{"rounds": [[3, 3, True], [4, 2, False], [4, 4, False]], "verify_s": [2.0, 3.0, 5.0],
+             "draft_s": [9.0, 4.0, 12.0], "prefill_s": 10.0, "verifier_forwards": 4}]
+    costs = component_costs(recs)
+    assert costs["verify_s"] == {4: 2.0, 5: 4.0} and costs["draft_s"] == 2.0
+    assert ideal_time(recs[0], costs) == 10.0 + 2.0 + 2 * (4.0 + 4 * 2.0)
+
+
+def test_benchmark_fails_naming_the_sample_on_a_token_difference(tiny_world, tiny_models, tmp_path, monkeypatch):
+    from eventspec.decoding import benchmark
+
+    real = benchmark.hf_generate
+
+    def wrong(*args, **kw):
+        gen = real(*args, **kw)
+        gen.tokens = [t + 1 for t in gen.tokens]
+        return gen
+
+    monkeypatch.setattr(benchmark, "hf_generate", wrong)
+    cfg = bench_config(tiny_world, tiny_models, tmp_path, warmup=0)
+    with pytest.raises(LosslessError, match="config hf_generate, sample 0 question 0"):
+        benchmark.run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / "bench", ["vl_baseline", "hf_generate"])

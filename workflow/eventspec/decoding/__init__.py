@@ -1,0 +1,1 @@
+"""Stage 4: lossless speculative decoding (engine, drafter worker, peers) and its end-to-end benchmark."""

@@ -1,0 +1,133 @@
+"""Where drafts come from, in the verifier's token space.
+
+- ``propose_from_adapter``: drafter hidden -> prefill adapter (L1-L4) -> the
+  verifier's LM head -> token (prefill hiding);
+- ``propose_own_token``: the drafter's own greedy token (token-level SD, the
+  seeds' failed baseline);
+- ``HeadDrafter``: a decode head (L5 / L5F / B1, EAGLE-style) predicting the
+  verifier's next hidden state from its known states, token embeddings and the
+  drafter's states; its own predictions stand in for unknown verifier states
+  and it re-runs on the short answer history each step (no head KV cache);
+- ``TokenDrafter``: ``propose_own_token`` during decoding.
+
+Adapters follow the ``eventspec.adapters`` contract: prefill adapters map
+``drafter_hidden [B,T,Dd]`` to the verifier hidden at the same position;
+decode heads take ``drafter_hidden`` / ``verifier_hidden`` / ``token_embeds``
+(whichever ``.uses`` / ``.use_token_embedding`` name) and output at t the
+predicted verifier hidden at t+1. Both are causal.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .track import Track, forward, sync
+
+
+def _dtype(module: torch.nn.Module) -> torch.dtype:
+    """The module's float dtype (float32 for a module without float tensors)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+
+
+def greedy_token(logits: torch.Tensor) -> int:
+    return int(logits.argmax(-1))
+
+
+@torch.no_grad()
+def propose_from_adapter(adapter: torch.nn.Module, lm_head: torch.nn.Module) -> Callable[[Track], int]:
+    """Next draft from the drafter's answer-position states (the adapter re-runs on the whole short history)."""
+
+    def propose(drafter: Track) -> int:
+        history = torch.stack(drafter.hidden)[None].to(_dtype(adapter))
+        predicted = adapter(history)[0, -1]
+        return greedy_token(lm_head(predicted.to(lm_head.weight.dtype)))
+
+    return propose
+
+
+def propose_own_token(drafter: Track) -> int:
+    return greedy_token(drafter.last_logits())
+
+
+@torch.no_grad()
+def draft_while(
+    drafter: Track, propose: Callable[[Track], int], k_max: int, should_stop: Callable[[], bool], feed_own: bool = False,
+    eos: int | None = None,
+) -> list[int]:
+    """Drafts from ``drafter`` until ``k_max`` exist, one is ``eos`` or ``should_stop()`` (checked before every
+    drafter step).
+
+    Each draft is fed back to the drafter (``feed_own``: the drafter reads its
+    own greedy token instead, keeping its own text as the seeds' variant did).
+    """
+    drafts: list[int] = []
+    while len(drafts) < k_max and not should_stop():
+        drafts.append(propose(drafter))
+        if len(drafts) == k_max or drafts[-1] == eos or should_stop():
+            break
+        forward(drafter, [propose_own_token(drafter) if feed_own else drafts[-1]], logits=False)
+    return drafts
+
+
+class TokenDrafter:
+    """Token-level SD: the drafter's own greedy tokens as drafts (needs a shared vocabulary)."""
+
+    uses_drafter = True
+
+    def __init__(self):
+        self.drafter: Track | None = None
+
+    def draft(self, verifier: Track, answer: list[int], k: int) -> list[int]:
+        sync(self.drafter, answer)
+        return draft_while(self.drafter, propose_own_token, k, lambda: False, eos=self.drafter.backend.eos_token_id)
+
+
+class HeadDrafter:
+    """γ drafts per round from a decode head, none past a drafted EOS; ``adaptive`` > 0 stops a round once
+    the head's top-1 probability through the verifier's LM head falls below it (EAGLE-2's confidence stop)."""
+
+    def __init__(self, head: torch.nn.Module, verifier_backend, adaptive: float = 0.0):
+        self.head = head
+        self.lm_head = verifier_backend.lm_head
+        self.embed = verifier_backend.embed
+        self.eos = verifier_backend.eos_token_id
+        self.adaptive = adaptive
+        self.uses_drafter = "drafter" in head.uses
+        self.drafter: Track | None = None
+
+    def _inputs(self, verifier_hidden: list[torch.Tensor], tokens: list[int]) -> dict:
+        dtype = _dtype(self.head)
+        inputs = {}
+        if "verifier" in self.head.uses:
+            inputs["verifier_hidden"] = torch.stack(verifier_hidden)[None].to(dtype)
+        if "drafter" in self.head.uses:
+            inputs["drafter_hidden"] = torch.stack(self.drafter.hidden[1:])[None].to(dtype)
+        if self.head.use_token_embedding:
+            ids = torch.tensor([tokens], device=self.embed.weight.device)
+            inputs["token_embeds"] = self.embed(ids).to(dtype)
+        return inputs
+
+    @torch.no_grad()
+    def draft(self, verifier: Track, answer: list[int], k: int) -> list[int]:
+        """Up to ``k`` drafts continuing ``answer``; the verifier has read all of it but its last token."""
+        known = list(verifier.hidden)  # h_v[0 .. len(answer)-1]
+        tokens = list(answer)
+        if self.uses_drafter:
+            sync(self.drafter, answer)
+        drafts: list[int] = []
+        while len(drafts) < k:
+            predicted = self.head(**self._inputs(known, tokens))[0, -1]
+            logits = self.lm_head(predicted.to(self.lm_head.weight.dtype)).float()
+            if self.adaptive and drafts and logits.softmax(-1).max() < self.adaptive:
+                break
+            drafts.append(greedy_token(logits))
+            if len(drafts) == k or drafts[-1] == self.eos:
+                break
+            known.append(predicted.to(known[0].dtype))
+            tokens.append(drafts[-1])
+            if self.uses_drafter:
+                forward(self.drafter, [drafts[-1]], logits=False)
+        return drafts

@@ -1,0 +1,124 @@
+"""One model's batch-1 decoding state: the fast path the engine runs on.
+
+A ``Track`` holds the KV cache of the prompt plus the answer tokens the model
+has read, and the hidden state (and logits) after each of them. Batch 1 has no
+padding, so a forward passes a position counter instead of a growing 2-D
+attention mask. ``crop`` rolls cache, tokens, hidden states and logits back
+together: the state after a crop is exactly the state a fresh prefill of the
+kept text would give (tested), with no stale hidden state or logits.
+
+Hidden-state convention: ``hidden[i]`` is the final-normed state after the
+prompt and ``read[:i]``; ``argmax(lm_head(hidden[i]))`` is the model's greedy
+answer token ``i``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..models.backend import Backend, PrefillInputs
+
+
+@dataclass
+class Track:
+    backend: Backend
+    cache: object  # a transformers Cache (DynamicCache)
+    prompt_len: int
+    hidden: list[torch.Tensor]  # [D] per position: after the prompt, then after each read token
+    logits: list[torch.Tensor | None]  # float32 [V] per position (None where not computed)
+    read: list[int] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        """Positions in the cache."""
+        return self.prompt_len + len(self.read)
+
+    def last_logits(self) -> torch.Tensor:
+        if self.logits[-1] is None:
+            self.logits[-1] = self.backend.logits(self.hidden[-1])
+        return self.logits[-1]
+
+
+@torch.no_grad()
+def prefill(backend: Backend, inputs: PrefillInputs) -> Track:
+    """Run one prompt (batch 1, visual tokens included); logits at its last position only."""
+    if inputs.input_ids.shape[0] != 1:
+        raise ValueError(f"the decoding engine runs batch 1, got a batch of {inputs.input_ids.shape[0]}")
+    state = backend.prefill(inputs)
+    return Track(backend, state.cache, state.length, [state.hidden[0]], [state.logits[0]])
+
+
+@torch.no_grad()
+def forward(track: Track, tokens: list[int], logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Append ``tokens``; return their hidden states [n, D] and float32 logits [n, V] (None if ``logits=False``)."""
+    backend = track.backend
+    ids = torch.tensor([tokens], dtype=torch.long, device=backend.device)
+    positions = torch.arange(track.length, track.length + len(tokens), device=backend.device)[None]
+    out = backend.model.model(input_ids=ids, position_ids=positions, past_key_values=track.cache, use_cache=True)
+    hidden = out.last_hidden_state[0]
+    all_logits = backend.logits(hidden) if logits else None
+    track.read.extend(tokens)
+    track.hidden.extend(hidden.unbind(0))
+    track.logits.extend(all_logits.unbind(0) if logits else [None] * len(tokens))
+    return hidden, all_logits
+
+
+def crop(track: Track, n_read: int) -> None:
+    """Keep the prompt and the first ``n_read`` answer tokens read."""
+    if n_read < len(track.read):
+        track.cache.crop(-(len(track.read) - n_read))
+        del track.read[n_read:], track.hidden[n_read + 1 :], track.logits[n_read + 1 :]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def sync(track: Track, tokens: list[int], logits: bool = False) -> None:
+    """Make ``track`` have read exactly ``tokens``: crop to the common prefix, read the rest in one forward."""
+    keep = common_prefix(track.read, tokens)
+    crop(track, keep)
+    if len(tokens) > keep:
+        forward(track, tokens[keep:], logits)
+
+
+def _to_numpy(t: torch.Tensor) -> tuple[np.ndarray, str]:
+    """Raw bytes as numpy (bfloat16 as its int16 bits): pickles ~100x faster than a torch tensor."""
+    dtype = str(t.dtype).removeprefix("torch.")
+    t = t.detach().cpu().contiguous()
+    return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy(), dtype
+
+
+def _from_numpy(packed: tuple[np.ndarray, str], device) -> torch.Tensor:
+    array, dtype = packed
+    t = torch.from_numpy(array)
+    return (t.view(torch.bfloat16) if dtype == "bfloat16" else t).to(device)
+
+
+def pack(track: Track) -> dict:
+    """The track's cache and history as numpy arrays, to move it to another process."""
+    layers = [torch.stack([layer.keys, layer.values]) for layer in track.cache.layers]
+    last = track.logits[-1]
+    return {"cache": _to_numpy(torch.stack(layers)), "prompt_len": track.prompt_len, "read": list(track.read),
+            "hidden": _to_numpy(torch.stack(track.hidden)), "last_logits": None if last is None else _to_numpy(last)}
+
+
+def unpack(backend: Backend, packed: dict) -> Track:
+    """The ``pack``-ed track over ``backend`` (earlier positions' logits are recomputed if a crop needs them)."""
+    from transformers import DynamicCache
+
+    cache = _from_numpy(packed["cache"], backend.device)
+    cache = DynamicCache(ddp_cache_data=[(layer[0], layer[1]) for layer in cache])
+    hidden = list(_from_numpy(packed["hidden"], backend.device))
+    logits = [None] * len(hidden)
+    if packed["last_logits"] is not None:
+        logits[-1] = _from_numpy(packed["last_logits"], backend.device)
+    return Track(backend, cache, packed["prompt_len"], hidden, logits, list(packed["read"]))
