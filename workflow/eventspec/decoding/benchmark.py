@@ -112,7 +112,7 @@ class Runner:
         if kind == "hf_generate":
             return hf_generate(self.verifier, inputs, max_new, c["cache"])
         if kind == "prompt_lookup":
-            source = PromptLookupDrafter(inputs, self.verifier.visual_token_id)
+            source = PromptLookupDrafter(inputs, self.verifier.video_token_id)
             return speculative_generate(self.verifier, inputs, max_new, source, c["gamma"])
         job, source = None, None
         if kind == "oracle":  # the verifier's own states of this answer (computed before the timed run)

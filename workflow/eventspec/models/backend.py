@@ -224,19 +224,29 @@ def receivable_tokens(receiver: Backend, tokens: torch.Tensor, lengths: torch.Te
 
 @torch.no_grad()
 def teacher_forced_hidden(
-    backend: Backend, inputs: PrefillInputs, tokens: torch.Tensor, lengths: torch.Tensor, shared_vocab: int
+    backend: Backend,
+    inputs: PrefillInputs,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    shared_vocab: int | None = None,
 ) -> torch.Tensor:
     """Hidden states [B, T, D] of ``backend`` reading another model's ``tokens`` [B, T] after its prompt, in one forward.
 
     Position t has seen the prompt and tokens[:, :t], the same text prefix the
     model that produced ``tokens`` had seen when it produced token t. Tokens
     pass through ``receivable_tokens``; positions t >= lengths are padding
-    (masked out; their hidden states are meaningless).
+    (masked out; their hidden states are meaningless). Without ``lengths``
+    every token is real; without ``shared_vocab`` the tokens are the
+    backend's own (any id its embedding has).
     """
     state = backend.prefill(inputs)
     first = state.hidden[:, None]
     if tokens.shape[1] <= 1:
         return first.float().cpu()[:, : tokens.shape[1]]
+    if lengths is None:
+        lengths = torch.full((tokens.shape[0],), tokens.shape[1])
+    if shared_vocab is None:
+        shared_vocab = backend.embed.num_embeddings
     ids, valid = receivable_tokens(backend, tokens, lengths, shared_vocab)
     hidden, _ = backend.forward(ids[:, :-1], state, logits=False, valid=valid[:, :-1])
     return torch.cat([first, hidden], dim=1).float().cpu()

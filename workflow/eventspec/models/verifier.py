@@ -36,6 +36,11 @@ class VerifierBackend(Backend):
     def prompt(self, question: str) -> str:
         return PROMPT.format(question=question).replace(VIDEO_TOKEN, VIDEO_TOKEN * self.num_visual_tokens)
 
+    @property
+    def video_token_id(self) -> int:
+        """Id of the ``<video>`` placeholder in prompts (one per visual token), which is never text."""
+        return self.model.config.video_token_index
+
     def visual_inputs(self, frames: np.ndarray) -> dict[str, torch.Tensor]:
         """``pixel_values_videos`` [B, F, 3, S, S] from frames [B, F, H, W, 3] uint8."""
         b, f = frames.shape[:2]
