@@ -128,8 +128,11 @@ def adapter_entry(cfg: dict, args) -> dict:
 
 
 def cmd_train_adapter(args) -> None:
+    import torch
+
     from .adapters.train import train_adapter
 
+    torch.set_num_threads(args.threads)
     cfg = _config(args)
     entry = adapter_entry(cfg, args)
     verifier = args.verifier or cfg["models"]["verifier"]["path"]
@@ -235,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verifier", help="verifier model directory, for its token embedding (default: models.verifier.path)")
     p.add_argument("--out", help="adapter directory (default: <results>/adapters/<name>)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from <out>.partial/last.safetensors")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.add_argument("--adapter_level", help="1-5 or 6 (= L5F), or a level name (L1..L5, L5F, B1)")
     p.add_argument("--num_epochs", type=int)
     p.add_argument("--batch_size", type=int)

@@ -24,7 +24,7 @@ rule train_adapter:
     shell:
         "eventspec train-adapter --config-json {params.cfg:q} --name {wildcards.name}"
         " --train-store {params.train} --test-store {params.test} --lm-head {input.lm_head}"
-        " --verifier {params.verifier} --out {params.out} --resume 2> {log}"
+        " --verifier {params.verifier} --out {params.out} --resume --threads {threads} 2> {log}"
 
 
 rule plot_training:

@@ -130,7 +130,6 @@ def train_adapter(
     """Train the registry entry ``name``; write best/last safetensors, config.json, history.json into ``out``."""
     out = Path(out)
     work = out.with_name(out.name + ".partial")
-    torch.set_num_threads(train_cfg["threads"])
     train, test = open_stores(train_store, test_store)
     config = resolve(name, entry, train.drafter_dim, train.verifier_dim)
     lm_head = load_lm_head(lm_head_path, train.verifier_dim)
