@@ -32,7 +32,7 @@ class FeatureBatch:
     drafter: torch.Tensor | None  # [B, T', Dd] stored dtype (None when the drafter is not read)
     verifier: torch.Tensor  # [B, T', Dv] stored dtype
     tokens: torch.Tensor  # [B, T'] int64 verifier tokens (-1 past the end)
-    mask: torch.Tensor  # [B, T'] bool: positions that hold a real pair (T' <= T: the block's longest)
+    mask: torch.Tensor  # [B, T'] bool: positions that hold a real pair (T' <= T: the batch's longest)
     rows: np.ndarray  # [B] store rows
 
     def __len__(self) -> int:
@@ -42,6 +42,14 @@ class FeatureBatch:
         """The rows at ``index`` (a slice or an index array)."""
         drafter = None if self.drafter is None else self.drafter[index]
         return FeatureBatch(drafter, self.verifier[index], self.tokens[index], self.mask[index], self.rows[index])
+
+    def trimmed(self) -> FeatureBatch:
+        """The same rows cut to their longest pair: a batch drawn from a long block carries no all-padding tail."""
+        width = max(int(self.mask.sum(1).max()), 1) if len(self) else 1
+        if width == self.mask.shape[1]:
+            return self
+        drafter = None if self.drafter is None else self.drafter[:, :width]
+        return FeatureBatch(drafter, self.verifier[:, :width], self.tokens[:, :width], self.mask[:, :width], self.rows)
 
     def padded(self, width: int) -> FeatureBatch:
         """The same rows with positions padded (masked) up to ``width``."""
@@ -149,7 +157,7 @@ class FeatureStore:
             for rows in blocks:
                 data = self.read(rows, teacher_forced, with_drafter)
                 for i in range(0, len(data), batch_size):
-                    yield data.take(slice(i, i + batch_size))
+                    yield data.take(slice(i, i + batch_size)).trimmed()
             return
         rng = np.random.default_rng(seed)
         capacity = max(buffer_bytes // self.row_bytes(with_drafter), batch_size)
@@ -160,7 +168,7 @@ class FeatureStore:
             mixed = mixed.take(rng.permutation(len(mixed)))
             served = max(len(mixed) - capacity, 0) // batch_size * batch_size
             for i in range(0, served, batch_size):
-                yield mixed.take(slice(i, i + batch_size))
+                yield mixed.take(slice(i, i + batch_size)).trimmed()
             buffer = mixed.take(slice(served, None))
         for i in range(0, len(buffer), batch_size):
-            yield buffer.take(slice(i, i + batch_size))
+            yield buffer.take(slice(i, i + batch_size)).trimmed()
