@@ -51,10 +51,16 @@ def total_loss(outputs, example, lm_head, ce_weight: float, align_weight: float)
 
 @dataclass
 class Scores:
-    """Held-out sums over valid positions; ``summary`` turns them into the history's metrics."""
+    """Held-out sums over valid positions; ``summary`` turns them into the history's metrics.
+
+    ``loss`` is the training objective (early stopping and ``best`` use it);
+    ``feature_loss`` is MSE + 0.5 (1 - cos) of the prediction alone, comparable
+    across adapters with and without the CE and alignment terms.
+    """
 
     positions: int = 0
     loss: float = 0.0
+    feature_loss: float = 0.0
     mse: float = 0.0
     cos: float = 0.0
     top1: int = 0
@@ -69,6 +75,7 @@ class Scores:
         mse, cos = feature_terms(pred, example.target)
         self.positions += n
         self.loss += float(total_loss(outputs, example, lm_head, ce_weight, align_weight)) * n
+        self.feature_loss += float((mse + 0.5 * (1 - cos))[mask].sum())
         self.mse += float(mse[mask].sum())
         self.cos += float(cos[mask].sum())
         for t in THRESHOLDS:
@@ -77,7 +84,7 @@ class Scores:
 
     def summary(self, prefix: str = "val_") -> dict:
         n = max(self.positions, 1)
-        out = {"loss": self.loss / n, "mse": self.mse / n, "cos": self.cos / n, "token_top1": self.top1 / n}
+        out = {"loss": self.loss / n, "feature_loss": self.feature_loss / n, "mse": self.mse / n, "cos": self.cos / n, "token_top1": self.top1 / n}
         out |= {f"accept_{round(t * 100)}": self.accepted[t] / n for t in THRESHOLDS}
         out["positions"] = self.positions
         return {prefix + k: v for k, v in out.items()}
