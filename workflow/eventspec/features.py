@@ -151,8 +151,10 @@ class FeatureStore:
         Without ``shuffle``: rows in store order. With it: blocks in a random
         order, each mixed into a buffer of at most ``buffer_bytes`` (and at
         least one batch) of rows kept from earlier blocks; the mixture is
-        permuted and all but the buffer's worth is served as batches of
-        similar lengths in random order.
+        permuted and all but the buffer's worth is served. Each batch is cut
+        to its longest pair. (Batching rows of similar lengths would cut the
+        padding further but, measured on the toy store, trained B1 to a held-out
+        cosine of 0.81 instead of 0.90 in the same time.)
         """
         blocks = self.blocks(block_bytes, with_drafter)
         if not shuffle:
@@ -169,23 +171,8 @@ class FeatureStore:
             mixed = block if buffer is None else concat([buffer, block])
             mixed = mixed.take(rng.permutation(len(mixed)))
             served = max(len(mixed) - capacity, 0) // batch_size * batch_size
-            yield from _similar_length_batches(mixed.take(slice(0, served)), batch_size, rng)
+            for i in range(0, served, batch_size):
+                yield mixed.take(slice(i, i + batch_size)).trimmed()
             buffer = mixed.take(slice(served, None))
-        yield from _similar_length_batches(buffer, batch_size, rng)
-
-
-def _similar_length_batches(rows: FeatureBatch, batch_size: int, rng: np.random.Generator) -> Iterator[FeatureBatch]:
-    """``rows`` (already shuffled) as batches of similar lengths, in random order, each cut to its longest.
-
-    Rows are sorted by length within windows of 16 batches only, so batches
-    stay random samples of the buffer while carrying little padding (toy
-    answers average ~10 tokens in a 50-position store).
-    """
-    lengths = rows.mask.sum(1).numpy()
-    window = 16 * batch_size
-    order = np.concatenate(
-        [start + np.argsort(lengths[start : start + window], kind="stable") for start in range(0, len(rows), window)]
-    ) if len(rows) else np.zeros(0, dtype=np.int64)
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for b in rng.permutation(len(batches)):
-        yield rows.take(batches[b]).trimmed()
+        for i in range(0, len(buffer), batch_size):
+            yield buffer.take(slice(i, i + batch_size)).trimmed()
