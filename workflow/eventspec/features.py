@@ -4,9 +4,10 @@ Reads are bounded in bytes, not rows: a block is the largest whole number of
 shards (or, when one shard is over budget, of zarr chunks) whose hidden states
 fit ``block_bytes``, so the same setting holds at D=128 and at D=4096. With
 ``shuffle`` the blocks are read in a permuted order and their rows pass
-through a shuffle buffer of at most ``buffer_bytes``; batches are drawn at
-random from the buffer. Peak memory is one block plus the buffer, whatever the
-size of the store. Only committed rows are read. Hidden states come in their
+through a shuffle buffer of at most ``buffer_bytes``; batches are random
+rows of the buffer mixed with the newest block. Peak memory is bounded by
+about twice one block plus the buffer (the mixture is copied once when it is
+permuted), whatever the size of the store. Only committed rows are read. Hidden states come in their
 stored dtype (float16/bfloat16): a trainer casts them on its device, which
 keeps host memory traffic at half the float32 size.
 """
