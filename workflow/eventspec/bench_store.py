@@ -28,7 +28,8 @@ from .extract import feature_layout
 from .hidden_dtype import from_storage
 from .features import FeatureStore
 
-FIELDS = ("drafter_hidden", "verifier_hidden", "verifier_len", "drafter_len")
+# Ours also carries the verifier's tokens, which training reads (CE term, token top-1); the seeds' chunks do not.
+FIELDS = ("drafter_hidden", "verifier_hidden", "verifier_tokens", "verifier_len", "drafter_len")
 
 
 def disk_bytes(path: Path) -> int:
