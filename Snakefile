@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/extract.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import config as config_mod
+from .adapters.errors import AdapterError
 from .config import ConfigError
 from .dsec import DataError
 from .extract import ExtractionError
@@ -99,6 +100,56 @@ def cmd_bench_store(args) -> None:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
+SEED_LEVELS = {"1": "L1", "2": "L2", "3": "L3", "4": "L4", "5": "L5", "6": "L5F"}
+SEED_HPARAM_FLAGS = ("bottleneck_dim", "num_heads", "num_layers", "ffn_dim")
+
+
+def adapter_entry(cfg: dict, args) -> dict:
+    """The registry entry ``args.name`` with the seeds' flags applied (a new entry when a level is given)."""
+    adapters = cfg.setdefault("adapters", {})
+    if args.name not in adapters and args.adapter_level is None:
+        from .adapters.registry import registry_entry
+
+        registry_entry(cfg, args.name)
+    entry = adapters.setdefault(args.name, {})
+    if args.adapter_level is not None:
+        entry["level"] = SEED_LEVELS.get(args.adapter_level, args.adapter_level)
+    for flag, key in (("num_epochs", "epochs"), ("batch_size", "batch_size"), ("learning_rate", "learning_rate"),
+                      ("early_stopping", "early_stopping")):
+        if getattr(args, flag) is not None:
+            entry[key] = getattr(args, flag)
+    if args.vlm_only:
+        entry["vlm_only"] = True
+    for flag in SEED_HPARAM_FLAGS:
+        if getattr(args, flag) is not None:
+            entry.setdefault("hyperparams", {})[flag] = getattr(args, flag)
+    config_mod.validate(cfg, "command line")
+    return entry
+
+
+def cmd_train_adapter(args) -> None:
+    import torch
+
+    from .adapters.train import train_adapter
+
+    torch.set_num_threads(args.threads)
+    cfg = _config(args)
+    entry = adapter_entry(cfg, args)
+    verifier = args.verifier or cfg["models"]["verifier"]["path"]
+    history = train_adapter(args.name, entry, cfg["train"], args.train_store, args.test_store, args.lm_head,
+                            args.out or f"{cfg['results']}/adapters/{args.name}", verifier, resume=args.resume)
+    best = history["epochs"][history["best_epoch"] - 1]
+    print(f"{args.name}: {len(history['epochs'])} epochs, best epoch {history['best_epoch']}: "
+          f"val loss {best['val_loss']:.4f}, cos {best['val_cos']:.4f}, accept@0.90 {best['val_accept_90']:.3f}, "
+          f"token top-1 {best['val_token_top1']:.3f}", file=sys.stderr)
+
+
+def cmd_plot_training(args) -> None:
+    from .figures.training_curves import plot_training_curves
+
+    plot_training_curves(args.history, args.out)
+
+
 def cmd_digest(args) -> None:
     from .digest import write_digest
 
@@ -178,6 +229,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the result as JSON")
     p.set_defaults(func=cmd_bench_store)
 
+    p = sub.add_parser("train-adapter", help="Stage 2: train one registered adapter from the feature stores")
+    _add_config_args(p)
+    p.add_argument("--name", required=True, help="registry key (config adapters.<name>); new with --adapter_level")
+    p.add_argument("--train-store", required=True, help="train feature store (.zarr)")
+    p.add_argument("--test-store", required=True, help="held-out feature store (.zarr), evaluated every epoch")
+    p.add_argument("--lm-head", required=True, help="verifier LM head safetensors (CE term and token top-1)")
+    p.add_argument("--verifier", help="verifier model directory, for its token embedding (default: models.verifier.path)")
+    p.add_argument("--out", help="adapter directory (default: <results>/adapters/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from <out>.partial/last.safetensors")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.add_argument("--adapter_level", help="1-5 or 6 (= L5F), or a level name (L1..L5, L5F, B1)")
+    p.add_argument("--num_epochs", type=int)
+    p.add_argument("--batch_size", type=int)
+    p.add_argument("--learning_rate", type=float)
+    p.add_argument("--early_stopping", type=int, help="patience in epochs")
+    p.add_argument("--vlm_only", action="store_true", help="verifier -> verifier (with level 5: B1)")
+    for flag in SEED_HPARAM_FLAGS:
+        p.add_argument(f"--{flag}", type=int)
+    p.set_defaults(func=cmd_train_adapter)
+
+    p = sub.add_parser("plot-training", help="training_curves.png of an adapter's history.json")
+    p.add_argument("--history", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_plot_training)
+
     p = sub.add_parser("digest", help="write the digest JSON of a store")
     p.add_argument("store")
     p.add_argument("out")
@@ -191,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         args.config = str(config_mod.DEFAULT_CONFIG)
     try:
         args.func(args)
-    except (ConfigError, DataError, ExtractionError, ModelLoadError, StoreError) as err:
+    except (AdapterError, ConfigError, DataError, ExtractionError, ModelLoadError, StoreError) as err:
         print(f"eventspec {args.stage}: error: {err}", file=sys.stderr)
         return 2
     return 0

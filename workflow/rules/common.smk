@@ -12,6 +12,7 @@ SPLITS = ["train", "test"]
 wildcard_constraints:
     split="|".join(SPLITS),
     shard=r"\d+",
+    name=r"[A-Za-z0-9_.-]+",
 
 
 def config_json(*sections):
@@ -62,8 +63,47 @@ def feature_digest(split):
     return f"{RESULTS}/features/{split}.digest.json"
 
 
+def lm_head_file():
+    return f"{RESULTS}/models/verifier_lm_head.safetensors"
+
+
+def adapter_dir(name):
+    return f"{RESULTS}/adapters/{name}"
+
+
+def adapter_file(name, filename):
+    return f"{adapter_dir(name)}/{filename}"
+
+
+def adapter_entry(name):
+    return config["adapters"][name]
+
+
+def adapter_config_json(name):
+    """One adapter's params slice: its registry entry and the train section (editing another entry changes nothing)."""
+    return json.dumps({"adapters": {name: adapter_entry(name)}, "train": config["train"]}, sort_keys=True)
+
+
+def trained_adapters():
+    """The registry entries the pipeline trains: all, or those listed in train.only."""
+    only = config["train"]["only"]
+    unknown = sorted(set(only or []) - set(config["adapters"]))
+    if unknown:
+        raise ValueError(f"train.only: no registry entries {unknown} in adapters")
+    return [name for name in config["adapters"] if only is None or name in only]
+
+
+def adapter_targets():
+    """Per trained adapter: its weights and its training-curves figure."""
+    return [
+        target
+        for name in trained_adapters()
+        for target in (adapter_file(name, "best.safetensors"), f"{RESULTS}/figures/adapters/{name}/training_curves.png")
+    ]
+
+
 def all_targets():
-    targets = [feature_digest(s) for s in SPLITS] + [f"{RESULTS}/models/verifier_lm_head.safetensors"]
+    targets = [feature_digest(s) for s in SPLITS] + [lm_head_file()] + adapter_targets()
     if config["data"]["source"] == "toy":
         targets.append(f"{RESULTS}/models/toy_eval.json")
     return targets

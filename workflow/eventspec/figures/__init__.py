@@ -1,0 +1,1 @@
+"""Figures drawn from the small JSON files the stages write (restyling one never reruns a stage)."""

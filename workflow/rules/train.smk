@@ -1,0 +1,40 @@
+# Stage 2: every entry of the adapter registry (config adapters:) is its own train job and figure job.
+
+
+rule train_adapter:
+    input:
+        train=feature_digest("train"),
+        test=feature_digest("test"),
+        lm_head=lm_head_file(),
+        models=lambda w: model_inputs() if adapter_entry(w.name).get("use_token_embedding") else [],
+    output:
+        best=adapter_file("{name}", "best.safetensors"),
+        last=adapter_file("{name}", "last.safetensors"),
+        config=adapter_file("{name}", "config.json"),
+        history=adapter_file("{name}", "history.json"),
+    params:
+        cfg=lambda w: adapter_config_json(w.name),
+        code=code_digest("adapters.train"),
+        train=feature_store("train"),
+        test=feature_store("test"),
+        verifier=config["models"]["verifier"]["path"],
+        out=lambda w: adapter_dir(w.name),
+    log:
+        f"{RESULTS}/logs/train_adapter_{{name}}.log",
+    shell:
+        "eventspec train-adapter --config-json {params.cfg:q} --name {wildcards.name}"
+        " --train-store {params.train} --test-store {params.test} --lm-head {input.lm_head}"
+        " --verifier {params.verifier} --out {params.out} --resume --threads {threads} 2> {log}"
+
+
+rule plot_training:
+    input:
+        adapter_file("{name}", "history.json"),
+    output:
+        f"{RESULTS}/figures/adapters/{{name}}/training_curves.png",
+    params:
+        code=code_digest("figures.training_curves"),
+    log:
+        f"{RESULTS}/logs/plot_training_{{name}}.log",
+    shell:
+        "eventspec plot-training --history {input} --out {output} 2> {log}"
