@@ -150,6 +150,67 @@ def cmd_plot_training(args) -> None:
     plot_training_curves(args.history, args.out)
 
 
+def adapter_directory(path: str) -> str:
+    """The seeds pass the checkpoint file; an adapter is its directory (config.json + best.safetensors)."""
+    return str(Path(path).parent) if Path(path).is_file() else path
+
+
+def evaluation_settings(cfg: dict, args) -> dict:
+    """``evaluate`` config section with the seeds' flags applied."""
+    section = cfg["evaluate"]
+    for flag, key in (("batch_size", "batch_size"), ("gamma_decode", "gamma")):
+        if getattr(args, flag) is not None:
+            section[key] = getattr(args, flag)
+    for flag in ("egpt_prefill_ms", "vl_prefill_ms"):
+        if getattr(args, flag) is not None:
+            section["timing"][flag] = getattr(args, flag)
+    config_mod.validate(cfg, "command line")
+    return section
+
+
+def cmd_evaluate(args) -> None:
+    import torch
+
+    from .evaluation.evaluate import evaluate_adapter, evaluate_two_phase
+    from .evaluation.timing import load_timing
+
+    torch.set_num_threads(args.threads)
+    cfg = _config(args)
+    section = evaluation_settings(cfg, args)
+    timing, source = load_timing(section, args.bench_summary)
+    verifier = args.verifier or cfg["models"]["verifier"]["path"]
+    common = (args.test_data, args.lm_head, verifier, section, timing, source)
+    if args.checkpoint:
+        checkpoint = adapter_directory(args.checkpoint)
+        result = evaluate_adapter(checkpoint, *common, args.output_dir or checkpoint)
+    elif args.prefill_checkpoint and args.decode_checkpoint:
+        result = evaluate_two_phase(adapter_directory(args.prefill_checkpoint), adapter_directory(args.decode_checkpoint),
+                                    *common, args.output_dir or adapter_directory(args.decode_checkpoint))
+    else:
+        raise ConfigError("eventspec evaluate: give --checkpoint, or both --prefill_checkpoint and --decode_checkpoint")
+    overall = result["overall"]
+    tau = f"{round(section['tau'] * 100)}"
+    print(f"{result['adapter']['name']}: token-exact consecutive {overall['consecutive_mean_token_exact']:.2f}"
+          if "consecutive_mean_token_exact" in overall else
+          f"{result['adapter']['name']}: prefill accepted {overall['prefill_accepted_mean_token_exact']:.2f} token-exact",
+          f"| estimated e2e speedup @{tau} {overall[f'estimated_speedup_e2e_{tau}']:.2f}, "
+          f"token-exact {overall['estimated_speedup_e2e_token_exact']:.2f}", file=sys.stderr)
+
+
+def cmd_report(args) -> None:
+    from .evaluation.report import write_report
+
+    cfg = _config(args)
+    write_report(args.metrics, args.out, cfg["evaluate"]["tau"])
+
+
+def cmd_plot(args) -> None:
+    import importlib
+
+    module = importlib.import_module(f"eventspec.figures.{args.figure}")
+    module.plot(args.metrics, args.out)
+
+
 def cmd_digest(args) -> None:
     from .digest import write_digest
 
@@ -253,6 +314,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_plot_training)
+
+    p = sub.add_parser("evaluate", help="Stage 3: acceptance metrics of an adapter (or a two-phase pair) on the held-out store")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", help="adapter directory (or its best.safetensors)")
+    p.add_argument("--prefill_checkpoint", help="two-phase: the prefill adapter (L1-L4)")
+    p.add_argument("--decode_checkpoint", help="two-phase: the decode head (L5/L5F/B1)")
+    p.add_argument("--test_data", required=True, help="held-out feature store (.zarr)")
+    p.add_argument("--lm_head", required=True, help="verifier LM head safetensors (token metrics)")
+    p.add_argument("--verifier", help="verifier model directory, for token embeddings (default: models.verifier.path)")
+    p.add_argument("--output_dir", help="where the metrics JSON go (default: the checkpoint directory)")
+    p.add_argument("--batch_size", type=int, help="override evaluate.batch_size")
+    p.add_argument("--gamma_decode", type=int, help="override evaluate.gamma")
+    p.add_argument("--egpt_prefill_ms", type=float, help="override evaluate.timing.egpt_prefill_ms")
+    p.add_argument("--vl_prefill_ms", type=float, help="override evaluate.timing.vl_prefill_ms")
+    p.add_argument("--bench-summary", help="measured benchmark summary.json (overrides evaluate.bench_summary)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="METRICS_COMPARISON.md: one row per adapter from their acceptance_metrics.json")
+    _add_config_args(p)
+    p.add_argument("--metrics", nargs="+", required=True, help="acceptance_metrics.json files")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("plot", help="one Stage 3 figure from metrics JSON")
+    p.add_argument("figure", choices=["metrics_summary", "stage_timeline", "token_metrics", "adapter_comparison"])
+    p.add_argument("--metrics", nargs="+", required=True, help="acceptance_metrics.json (and position_stats.json for metrics_summary)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("digest", help="write the digest JSON of a store")
     p.add_argument("store")
