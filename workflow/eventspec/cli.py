@@ -208,7 +208,7 @@ def cmd_plot(args) -> None:
     import importlib
 
     module = importlib.import_module(f"eventspec.figures.{args.figure}")
-    module.plot(args.metrics, args.out)
+    module.plot(args.metrics, args.out, args.tau)
 
 
 def cmd_digest(args) -> None:
@@ -342,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("figure", choices=["metrics_summary", "stage_timeline", "token_metrics", "adapter_comparison"])
     p.add_argument("--metrics", nargs="+", required=True, help="acceptance_metrics.json (and position_stats.json for metrics_summary)")
     p.add_argument("--out", required=True)
+    p.add_argument("--tau", type=float, default=0.9, help="cosine threshold plotted beside token-exact")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("digest", help="write the digest JSON of a store")
