@@ -12,12 +12,23 @@ import sys
 from pathlib import Path
 
 from . import config as config_mod
-from .adapters.errors import AdapterError
 from .config import ConfigError
-from .dsec import DataError
-from .extract import ExtractionError
-from .models.loading import ModelLoadError
-from .store import StoreError
+
+USER_ERRORS = {
+    "eventspec.adapters.errors": "AdapterError",
+    "eventspec.config": "ConfigError",
+    "eventspec.dsec": "DataError",
+    "eventspec.extract": "ExtractionError",
+    "eventspec.models.loading": "ModelLoadError",
+    "eventspec.store": "StoreError",
+}
+"""Errors reported as a message (exit 2), not a traceback. Stages import their modules lazily, so a command
+pays only for what it runs (a figure job never imports torch); an error class whose module was never
+imported cannot have been raised."""
+
+
+def user_errors() -> tuple[type, ...]:
+    return tuple(getattr(sys.modules[m], name) for m, name in USER_ERRORS.items() if m in sys.modules)
 
 
 def _config(args) -> dict:
@@ -358,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         args.config = str(config_mod.DEFAULT_CONFIG)
     try:
         args.func(args)
-    except (AdapterError, ConfigError, DataError, ExtractionError, ModelLoadError, StoreError) as err:
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
         print(f"eventspec {args.stage}: error: {err}", file=sys.stderr)
         return 2
     return 0
