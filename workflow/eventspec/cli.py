@@ -115,6 +115,13 @@ SEED_LEVELS = {"1": "L1", "2": "L2", "3": "L3", "4": "L4", "5": "L5", "6": "L5F"
 SEED_HPARAM_FLAGS = ("bottleneck_dim", "num_heads", "num_layers", "ffn_dim")
 
 
+def set_flags(args, target: dict, flags) -> None:
+    """``target[key] = args.<flag>`` for every (flag, key) given on the command line."""
+    for flag, key in flags:
+        if getattr(args, flag) is not None:
+            target[key] = getattr(args, flag)
+
+
 def adapter_entry(cfg: dict, args) -> dict:
     """The registry entry ``args.name`` with the seeds' flags applied (a new entry when a level is given)."""
     adapters = cfg.setdefault("adapters", {})
@@ -125,26 +132,28 @@ def adapter_entry(cfg: dict, args) -> dict:
     entry = adapters.setdefault(args.name, {})
     if args.adapter_level is not None:
         entry["level"] = SEED_LEVELS.get(args.adapter_level, args.adapter_level)
-    for flag, key in (("num_epochs", "epochs"), ("batch_size", "batch_size"), ("learning_rate", "learning_rate"),
-                      ("early_stopping", "early_stopping")):
-        if getattr(args, flag) is not None:
-            entry[key] = getattr(args, flag)
+    set_flags(args, entry, (("num_epochs", "epochs"), ("batch_size", "batch_size"),
+                            ("learning_rate", "learning_rate"), ("early_stopping", "early_stopping")))
     if args.vlm_only:
         entry["vlm_only"] = True
-    for flag in SEED_HPARAM_FLAGS:
-        if getattr(args, flag) is not None:
-            entry.setdefault("hyperparams", {})[flag] = getattr(args, flag)
+    if any(getattr(args, flag) is not None for flag in SEED_HPARAM_FLAGS):
+        set_flags(args, entry.setdefault("hyperparams", {}), ((flag, flag) for flag in SEED_HPARAM_FLAGS))
     config_mod.validate(cfg, "command line")
     return entry
 
 
-def cmd_train_adapter(args) -> None:
+def _torch_config(args) -> dict:
+    """The config of a command that runs torch on ``--threads`` CPU threads."""
     import torch
 
+    torch.set_num_threads(args.threads)
+    return _config(args)
+
+
+def cmd_train_adapter(args) -> None:
     from .adapters.train import train_adapter
 
-    torch.set_num_threads(args.threads)
-    cfg = _config(args)
+    cfg = _torch_config(args)
     entry = adapter_entry(cfg, args)
     verifier = args.verifier or cfg["models"]["verifier"]["path"]
     history = train_adapter(args.name, entry, cfg["train"], args.train_store, args.test_store, args.lm_head,
@@ -169,24 +178,17 @@ def adapter_directory(path: str) -> str:
 def evaluation_settings(cfg: dict, args) -> dict:
     """``evaluate`` config section with the seeds' flags applied."""
     section = cfg["evaluate"]
-    for flag, key in (("batch_size", "batch_size"), ("gamma_decode", "gamma")):
-        if getattr(args, flag) is not None:
-            section[key] = getattr(args, flag)
-    for flag in ("egpt_prefill_ms", "vl_prefill_ms"):
-        if getattr(args, flag) is not None:
-            section["timing"][flag] = getattr(args, flag)
+    set_flags(args, section, (("batch_size", "batch_size"), ("gamma_decode", "gamma")))
+    set_flags(args, section["timing"], (("egpt_prefill_ms", "egpt_prefill_ms"), ("vl_prefill_ms", "vl_prefill_ms")))
     config_mod.validate(cfg, "command line")
     return section
 
 
 def cmd_evaluate(args) -> None:
-    import torch
-
     from .evaluation.evaluate import evaluate_adapter, evaluate_two_phase
     from .evaluation.timing import load_timing
 
-    torch.set_num_threads(args.threads)
-    cfg = _config(args)
+    cfg = _torch_config(args)
     section = evaluation_settings(cfg, args)
     timing, source = load_timing(section, args.bench_summary)
     verifier = args.verifier or cfg["models"]["verifier"]["path"]

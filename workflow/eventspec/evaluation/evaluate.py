@@ -89,8 +89,7 @@ def adapter_summary(rows: Rows, config: dict, timing: M.Timing, gamma: int) -> d
     """Acceptance metrics of one adapter's rows plus its speedup estimates (cosine at every threshold, token-exact)."""
     out = M.acceptance_summary(rows.cos, rows.match, rows.mask, gamma)
     gap = timing.prefill_gap_drafts() if config["kind"] == "prefill" else 0
-    for name in [M.tag(t) for t in M.THRESHOLDS] + ["token_exact"]:
-        accept = rows.match & rows.mask if name == "token_exact" else M.accepted(rows.cos, rows.mask, float(name) / 100)
+    for name, accept in M.accept_maps(rows.cos, rows.match, rows.mask).items():
         free = float(M.consecutive(accept).clamp(max=gap).double().mean()) if len(rows.question) else 0.0
         out |= M.speedup_estimates(name, free, out[f"accepted_per_round_gamma{gamma}_{name}"],
                                    out["num_hidden_tokens_mean"], draft_ms(config, timing), timing, gamma)
@@ -187,14 +186,9 @@ def two_phase_summary(prefill: Rows, decode: Rows, lengths: torch.Tensor, timing
     """Prefill hiding then decode SD, per accept map (cosine at every threshold, token-exact)."""
     out = {"num_rows": int(len(lengths)), "num_hidden_tokens_mean": float(lengths.double().mean()) if len(lengths) else 0.0}
     gap = timing.prefill_gap_drafts()
-    for name in [M.tag(t) for t in M.THRESHOLDS] + ["token_exact"]:
-        maps = []
-        for rows in (prefill, decode):
-            if name == "token_exact":
-                maps.append(rows.match & rows.mask)
-            else:
-                maps.append(M.accepted(rows.cos, rows.mask, float(name) / 100))
-        out |= M.two_phase(maps[0], maps[1], lengths, gap, name, gamma)
+    decode_maps = M.accept_maps(decode.cos, decode.match, decode.mask)
+    for name, prefill_map in M.accept_maps(prefill.cos, prefill.match, prefill.mask).items():
+        out |= M.two_phase(prefill_map, decode_maps[name], lengths, gap, name, gamma)
         out |= M.speedup_estimates(name, out[f"prefill_accepted_mean_{name}"],
                                    out[f"accepted_per_round_gamma{gamma}_{name}"], out["num_hidden_tokens_mean"],
                                    decode_draft_ms, timing, gamma)

@@ -46,6 +46,14 @@ def token_matches(pred: torch.Tensor, lm_head: torch.Tensor, tokens: torch.Tenso
     return ((pred.float() @ lm_head.T).argmax(-1) == tokens) & mask
 
 
+def accept_maps(cos: torch.Tensor, match: torch.Tensor | None, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Accept maps by metric suffix: '80'..'95' (cos >= tau) and, given token matches, 'token_exact'."""
+    maps = {tag(t): accepted(cos, mask, t) for t in THRESHOLDS}
+    if match is not None:
+        maps["token_exact"] = match & mask
+    return maps
+
+
 def consecutive(accept: torch.Tensor) -> torch.Tensor:
     """Length of each row's accepted prefix [B] (cumprod trick)."""
     return accept.int().cumprod(dim=1).sum(dim=1)
@@ -111,10 +119,7 @@ def acceptance_summary(cos: torch.Tensor, match: torch.Tensor | None, mask: torc
     out = {"num_rows": int(mask.shape[0]), "num_positions": int(lengths.sum())}
     out |= stats(lengths, "num_hidden_tokens")
     out |= stats(valid, "cos_sim", median=True)
-    maps = {tag(t): accepted(cos, mask, t) for t in THRESHOLDS}
-    if match is not None:
-        maps["token_exact"] = match & mask
-    for name, accept in maps.items():
+    for name, accept in accept_maps(cos, match, mask).items():
         out |= acceptance_of(accept, lengths, name, gamma)
     if match is not None:
         out["token_top1_match"] = out.pop("accept_token_exact")
