@@ -79,6 +79,21 @@ def proxy_agreement(table: pd.DataFrame, tau: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def threshold_calibration(results: list[dict]) -> pd.DataFrame:
+    """Per cosine threshold, across adapters: how its accept rate and consecutive accepts track the token-exact ones."""
+    single = [r["overall"] for r in results if r["adapter"]["kind"] != "two_phase"]
+    frame = pd.DataFrame(single)
+    rows = []
+    for tag in sorted({k.rsplit("_", 1)[1] for k in frame.columns if k.startswith("consecutive_mean_")} - {"exact"}):
+        consec, accept = frame[f"consecutive_mean_{tag}"], frame[f"accept_{tag}"]
+        exact_consec, top1 = frame["consecutive_mean_token_exact"], frame["token_top1_match"]
+        rows.append({"tau": f"0.{tag}", "pearson accept vs top-1": accept.corr(top1),
+                     "mean accept - top-1": (accept - top1).mean(),
+                     "pearson consec vs token-exact consec": consec.corr(exact_consec),
+                     "mean consec - token-exact consec": (consec - exact_consec).mean()})
+    return pd.DataFrame(rows)
+
+
 def write_report(paths, out, tau: float) -> str:
     tag = f"{round(tau * 100)}"
     results = load_metrics(paths)
@@ -95,7 +110,9 @@ def write_report(paths, out, tau: float) -> str:
         sections += ["## Two-phase (prefill hiding, then decode SD)", pairs.to_markdown(index=False, floatfmt=".3f")]
     if len(table) > 1:
         sections += ["## How well the cosine proxy predicts token-exact acceptance",
-                     proxy_agreement(table, tag).to_markdown(index=False, floatfmt=".3f")]
+                     proxy_agreement(table, tag).to_markdown(index=False, floatfmt=".3f"),
+                     "Every threshold (which tau's cosine proxy sits closest to token-exact acceptance):",
+                     threshold_calibration(results).to_markdown(index=False, floatfmt=".3f")]
     if len(table):
         sections += ["## Token-exact consecutive accepts per question type",
                      per_question_table(results).to_markdown(floatfmt=".2f")]
