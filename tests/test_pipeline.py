@@ -98,7 +98,9 @@ def test_docstring_and_comment_edits_rerun_nothing(finished, source):
 def test_lm_head_code_edit_reruns_only_the_lm_head(finished, source):
     edit(source / "workflow/eventspec/lm_head.py", "    vocab, hidden = weight.shape",
          "    weight = weight.clone()\n    vocab, hidden = weight.shape")
-    assert rerun_jobs(finished, source / "Snakefile") == {"extract_lm_head": 1}
+    jobs = rerun_jobs(finished, source / "Snakefile")
+    assert jobs["extract_lm_head"] == 1  # and what reads the head (training, evaluation), never data or extraction
+    assert not set(jobs) & {"toy_sequences", "prepare_samples", "toy_models", "extract_features", "gather_features"}
 
 
 def test_extraction_setting_reruns_everything_downstream_of_extraction(finished, tmp_path):
@@ -107,7 +109,9 @@ def test_extraction_setting_reruns_everything_downstream_of_extraction(finished,
     configfile = tmp_path / "c.yaml"
     configfile.write_text(yaml.safe_dump(config))
     shards = config["extract"]["shards"]
-    assert rerun_jobs(finished, ROOT / "Snakefile", configfile) == {"extract_features": 2 * shards, "gather_features": 2}
+    jobs = rerun_jobs(finished, ROOT / "Snakefile", configfile)
+    assert (jobs["extract_features"], jobs["gather_features"]) == (2 * shards, 2)  # and everything reading features
+    assert not set(jobs) & {"toy_sequences", "prepare_samples", "toy_models", "extract_lm_head"}
 
 
 def test_drafter_setting_does_not_rerun_the_verifier_lm_head(finished, tmp_path):

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
-from ..evaluation.metrics import THRESHOLDS, cosine, token_matches
-from ..evaluation.metrics import accepted as accepted_at
+from ..acceptance import THRESHOLDS, cosine, token_matches
+from ..acceptance import accepted as accepted_at
 
 
 def feature_terms(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

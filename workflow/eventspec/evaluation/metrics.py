@@ -20,30 +20,15 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F
 
-THRESHOLDS = (0.80, 0.85, 0.90, 0.95)
+from ..acceptance import THRESHOLDS, accepted, cosine, token_matches  # noqa: F401 (cosine: the evaluation's too)
+
 DECODE_GAMMA = 5
 
 
 def tag(tau: float) -> str:
     """0.90 -> '90', the suffix of every per-threshold metric name."""
     return f"{round(tau * 100)}"
-
-
-def cosine(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-position cosine similarity [B, T] of [B, T, D] predictions and targets."""
-    return F.cosine_similarity(pred.float(), target.float(), dim=-1, eps=1e-6)
-
-
-def accepted(cos: torch.Tensor, mask: torch.Tensor, tau: float) -> torch.Tensor:
-    """Positions accepted at ``tau``: cos >= tau on valid positions only."""
-    return (cos >= tau) & mask
-
-
-def token_matches(pred: torch.Tensor, lm_head: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Positions whose predicted state's greedy token (through the verifier LM head) is the verifier's token."""
-    return ((pred.float() @ lm_head.T).argmax(-1) == tokens) & mask
 
 
 def accept_maps(cos: torch.Tensor, match: torch.Tensor | None, mask: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -41,5 +41,6 @@ def load_timing(eval_cfg: dict, summary: str | Path | None = None) -> tuple[Timi
     """(timing, where it came from): a benchmark summary when given (argument or evaluate.bench_summary), else config."""
     summary = summary or eval_cfg.get("bench_summary")
     if summary:
-        return timing_from_summary(eval_cfg["timing"], summary), str(summary)
+        return timing_from_summary(eval_cfg["timing"], summary), (
+            f"measured (vl_prefill_ms, vl_decode_ms, egpt_prefill_ms): {summary}; the rest: config evaluate.timing")
     return timing_from_config(eval_cfg["timing"]), "config evaluate.timing"
