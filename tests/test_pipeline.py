@@ -98,7 +98,9 @@ def test_docstring_and_comment_edits_rerun_nothing(finished, source):
 def test_lm_head_code_edit_reruns_only_the_lm_head(finished, source):
     edit(source / "workflow/eventspec/lm_head.py", "    vocab, hidden = weight.shape",
          "    weight = weight.clone()\n    vocab, hidden = weight.shape")
-    assert rerun_jobs(finished, source / "Snakefile") == {"extract_lm_head": 1}
+    jobs = rerun_jobs(finished, source / "Snakefile")
+    assert jobs["extract_lm_head"] == 1  # and what reads the head (training, evaluation), never data or extraction
+    assert not set(jobs) & {"toy_sequences", "prepare_samples", "toy_models", "extract_features", "gather_features"}
 
 
 def test_extraction_setting_reruns_everything_downstream_of_extraction(finished, tmp_path):
@@ -107,7 +109,9 @@ def test_extraction_setting_reruns_everything_downstream_of_extraction(finished,
     configfile = tmp_path / "c.yaml"
     configfile.write_text(yaml.safe_dump(config))
     shards = config["extract"]["shards"]
-    assert rerun_jobs(finished, ROOT / "Snakefile", configfile) == {"extract_features": 2 * shards, "gather_features": 2}
+    jobs = rerun_jobs(finished, ROOT / "Snakefile", configfile)
+    assert (jobs["extract_features"], jobs["gather_features"]) == (2 * shards, 2)  # and everything reading features
+    assert not set(jobs) & {"toy_sequences", "prepare_samples", "toy_models", "extract_lm_head"}
 
 
 def test_drafter_setting_does_not_rerun_the_verifier_lm_head(finished, tmp_path):
@@ -127,3 +131,35 @@ def test_feature_reader_does_not_depend_on_extraction_or_model_code():
 
     reader = modules_of("eventspec.features")
     assert not [m for m in reader if m.startswith(("eventspec.models", "eventspec.extract"))], reader
+
+
+def test_evaluation_outputs_are_valid(finished):
+    out = finished / "results-test"
+    for name in ("L1", "L5F"):
+        metrics = json.loads((out / f"evaluation/{name}/acceptance_metrics.json").read_text())
+        jsonschema.validate(metrics, json.loads((ROOT / "xsd/acceptance_metrics.schema.json").read_text()))
+        for figure in ("metrics_summary", "stage_timeline", "token_metrics"):
+            assert (out / f"figures/evaluation/{name}/{figure}.png").stat().st_size > 0
+    pair = json.loads((out / "evaluation/L1__L5F/acceptance_metrics.json").read_text())
+    jsonschema.validate(pair, json.loads((ROOT / "xsd/two_phase_metrics.schema.json").read_text()))
+    report = (out / "report/METRICS_COMPARISON.md").read_text()
+    assert "| L1 " in report and "| L5F " in report and "L1+L5F" in report
+    assert (out / "figures/evaluation/adapter_comparison.png").stat().st_size > 0
+
+
+def test_figure_restyle_reruns_only_that_figure(finished, source):
+    edit(source / "workflow/eventspec/figures/stage_timeline.py", 'lw=0.5, label=stage)', 'lw=1.5, label=stage)')
+    assert rerun_jobs(finished, source / "Snakefile") == {"plot_stage_timeline": 3}  # L1, L5F, the L1+L5F pair
+
+
+def test_report_code_edit_reruns_only_the_report(finished, source):
+    edit(source / "workflow/eventspec/evaluation/report.py", 'floatfmt=".3f")]', 'floatfmt=".4f")]')
+    assert rerun_jobs(finished, source / "Snakefile") == {"report": 1}
+
+
+def test_metric_code_edit_reruns_evaluations_figures_and_report_not_training(finished, source):
+    edit(source / "workflow/eventspec/evaluation/metrics.py", "    return accept.int().cumprod(dim=1).sum(dim=1)",
+         "    return accept.long().cumprod(dim=1).sum(dim=1)")
+    jobs = rerun_jobs(finished, source / "Snakefile")
+    assert jobs["evaluate_adapter"] == 2 and jobs["evaluate_two_phase"] == 1 and jobs["report"] == 1
+    assert "train_adapter" not in jobs and "plot_training" not in jobs

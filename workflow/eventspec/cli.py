@@ -12,13 +12,24 @@ import sys
 from pathlib import Path
 
 from . import config as config_mod
-from .adapters.errors import AdapterError
 from .config import ConfigError
-from .dsec import DataError
-from .extract import ExtractionError
-from .decoding.engine import LosslessError
-from .models.loading import ModelLoadError
-from .store import StoreError
+
+USER_ERRORS = {
+    "eventspec.adapters.errors": "AdapterError",
+    "eventspec.config": "ConfigError",
+    "eventspec.decoding.engine": "LosslessError",
+    "eventspec.dsec": "DataError",
+    "eventspec.extract": "ExtractionError",
+    "eventspec.models.loading": "ModelLoadError",
+    "eventspec.store": "StoreError",
+}
+"""Errors reported as a message (exit 2), not a traceback. Stages import their modules lazily, so a command
+pays only for what it runs (a figure job never imports torch); an error class whose module was never
+imported cannot have been raised."""
+
+
+def user_errors() -> tuple[type, ...]:
+    return tuple(getattr(sys.modules[m], name) for m, name in USER_ERRORS.items() if m in sys.modules)
 
 
 def _config(args) -> dict:
@@ -105,6 +116,13 @@ SEED_LEVELS = {"1": "L1", "2": "L2", "3": "L3", "4": "L4", "5": "L5", "6": "L5F"
 SEED_HPARAM_FLAGS = ("bottleneck_dim", "num_heads", "num_layers", "ffn_dim")
 
 
+def set_flags(args, target: dict, flags) -> None:
+    """``target[key] = args.<flag>`` for every (flag, key) given on the command line."""
+    for flag, key in flags:
+        if getattr(args, flag) is not None:
+            target[key] = getattr(args, flag)
+
+
 def adapter_entry(cfg: dict, args) -> dict:
     """The registry entry ``args.name`` with the seeds' flags applied (a new entry when a level is given)."""
     adapters = cfg.setdefault("adapters", {})
@@ -115,26 +133,28 @@ def adapter_entry(cfg: dict, args) -> dict:
     entry = adapters.setdefault(args.name, {})
     if args.adapter_level is not None:
         entry["level"] = SEED_LEVELS.get(args.adapter_level, args.adapter_level)
-    for flag, key in (("num_epochs", "epochs"), ("batch_size", "batch_size"), ("learning_rate", "learning_rate"),
-                      ("early_stopping", "early_stopping")):
-        if getattr(args, flag) is not None:
-            entry[key] = getattr(args, flag)
+    set_flags(args, entry, (("num_epochs", "epochs"), ("batch_size", "batch_size"),
+                            ("learning_rate", "learning_rate"), ("early_stopping", "early_stopping")))
     if args.vlm_only:
         entry["vlm_only"] = True
-    for flag in SEED_HPARAM_FLAGS:
-        if getattr(args, flag) is not None:
-            entry.setdefault("hyperparams", {})[flag] = getattr(args, flag)
+    if any(getattr(args, flag) is not None for flag in SEED_HPARAM_FLAGS):
+        set_flags(args, entry.setdefault("hyperparams", {}), ((flag, flag) for flag in SEED_HPARAM_FLAGS))
     config_mod.validate(cfg, "command line")
     return entry
 
 
-def cmd_train_adapter(args) -> None:
+def _torch_config(args) -> dict:
+    """The config of a command that runs torch on ``--threads`` CPU threads."""
     import torch
 
+    torch.set_num_threads(args.threads)
+    return _config(args)
+
+
+def cmd_train_adapter(args) -> None:
     from .adapters.train import train_adapter
 
-    torch.set_num_threads(args.threads)
-    cfg = _config(args)
+    cfg = _torch_config(args)
     entry = adapter_entry(cfg, args)
     verifier = args.verifier or cfg["models"]["verifier"]["path"]
     history = train_adapter(args.name, entry, cfg["train"], args.train_store, args.test_store, args.lm_head,
@@ -172,6 +192,60 @@ def cmd_figure(args) -> None:
     from .figures import figure
 
     figure(args.name, args.source, args.out)
+
+
+def adapter_directory(path: str) -> str:
+    """The seeds pass the checkpoint file; an adapter is its directory (config.json + best.safetensors)."""
+    return str(Path(path).parent) if Path(path).is_file() else path
+
+
+def evaluation_settings(cfg: dict, args) -> dict:
+    """``evaluate`` config section with the seeds' flags applied."""
+    section = cfg["evaluate"]
+    set_flags(args, section, (("batch_size", "batch_size"), ("gamma_decode", "gamma")))
+    set_flags(args, section["timing"], (("egpt_prefill_ms", "egpt_prefill_ms"), ("vl_prefill_ms", "vl_prefill_ms")))
+    config_mod.validate(cfg, "command line")
+    return section
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluation.evaluate import evaluate_adapter, evaluate_two_phase
+    from .evaluation.timing import load_timing
+
+    cfg = _torch_config(args)
+    section = evaluation_settings(cfg, args)
+    timing, source = load_timing(section, args.bench_summary)
+    verifier = args.verifier or cfg["models"]["verifier"]["path"]
+    common = (args.test_data, args.lm_head, verifier, section, timing, source)
+    if args.checkpoint:
+        checkpoint = adapter_directory(args.checkpoint)
+        result = evaluate_adapter(checkpoint, *common, args.output_dir or checkpoint)
+    elif args.prefill_checkpoint and args.decode_checkpoint:
+        result = evaluate_two_phase(adapter_directory(args.prefill_checkpoint), adapter_directory(args.decode_checkpoint),
+                                    *common, args.output_dir or adapter_directory(args.decode_checkpoint))
+    else:
+        raise ConfigError("eventspec evaluate: give --checkpoint, or both --prefill_checkpoint and --decode_checkpoint")
+    overall = result["overall"]
+    tau = f"{round(section['tau'] * 100)}"
+    print(f"{result['adapter']['name']}: token-exact consecutive {overall['consecutive_mean_token_exact']:.2f}"
+          if "consecutive_mean_token_exact" in overall else
+          f"{result['adapter']['name']}: prefill accepted {overall['prefill_accepted_mean_token_exact']:.2f} token-exact",
+          f"| estimated e2e speedup @{tau} {overall[f'estimated_speedup_e2e_{tau}']:.2f}, "
+          f"token-exact {overall['estimated_speedup_e2e_token_exact']:.2f}", file=sys.stderr)
+
+
+def cmd_report(args) -> None:
+    from .evaluation.report import write_report
+
+    cfg = _config(args)
+    write_report(args.metrics, args.out, cfg["evaluate"]["tau"])
+
+
+def cmd_plot(args) -> None:
+    import importlib
+
+    module = importlib.import_module(f"eventspec.figures.{args.figure}")
+    module.plot(args.metrics, args.out, args.tau)
 
 
 def cmd_digest(args) -> None:
@@ -297,6 +371,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG to write")
     p.set_defaults(func=cmd_figure)
 
+    p = sub.add_parser("evaluate", help="Stage 3: acceptance metrics of an adapter (or a two-phase pair) on the held-out store")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", help="adapter directory (or its best.safetensors)")
+    p.add_argument("--prefill_checkpoint", help="two-phase: the prefill adapter (L1-L4)")
+    p.add_argument("--decode_checkpoint", help="two-phase: the decode head (L5/L5F/B1)")
+    p.add_argument("--test_data", required=True, help="held-out feature store (.zarr)")
+    p.add_argument("--lm_head", required=True, help="verifier LM head safetensors (token metrics)")
+    p.add_argument("--verifier", help="verifier model directory, for token embeddings (default: models.verifier.path)")
+    p.add_argument("--output_dir", help="where the metrics JSON go (default: the checkpoint directory)")
+    p.add_argument("--batch_size", type=int, help="override evaluate.batch_size")
+    p.add_argument("--gamma_decode", type=int, help="override evaluate.gamma")
+    p.add_argument("--egpt_prefill_ms", type=float, help="override evaluate.timing.egpt_prefill_ms")
+    p.add_argument("--vl_prefill_ms", type=float, help="override evaluate.timing.vl_prefill_ms")
+    p.add_argument("--bench-summary", help="measured benchmark summary.json (overrides evaluate.bench_summary)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="METRICS_COMPARISON.md: one row per adapter from their acceptance_metrics.json")
+    _add_config_args(p)
+    p.add_argument("--metrics", nargs="+", required=True, help="acceptance_metrics.json files")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("plot", help="one Stage 3 figure from metrics JSON")
+    p.add_argument("figure", choices=["metrics_summary", "stage_timeline", "token_metrics", "adapter_comparison"])
+    p.add_argument("--metrics", nargs="+", required=True, help="acceptance_metrics.json (and position_stats.json for metrics_summary)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--tau", type=float, default=0.9, help="cosine threshold plotted beside token-exact")
+    p.set_defaults(func=cmd_plot)
+
     p = sub.add_parser("digest", help="write the digest JSON of a store")
     p.add_argument("store")
     p.add_argument("out")
@@ -310,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         args.config = str(config_mod.DEFAULT_CONFIG)
     try:
         args.func(args)
-    except (AdapterError, ConfigError, DataError, ExtractionError, LosslessError, ModelLoadError, StoreError) as err:
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
         print(f"eventspec {args.stage}: error: {err}", file=sys.stderr)
         return 2
     return 0

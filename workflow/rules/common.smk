@@ -103,7 +103,7 @@ def adapter_targets():
 
 
 def all_targets():
-    targets = [feature_digest(s) for s in SPLITS] + [lm_head_file()] + adapter_targets()
+    targets = [feature_digest(s) for s in SPLITS] + [lm_head_file()] + adapter_targets() + evaluation_targets()
     if config["data"]["source"] == "toy":
         targets.append(f"{RESULTS}/models/toy_eval.json")
     targets.append(f"{RESULTS}/bench/summary.json")

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
-THRESHOLDS = (0.80, 0.85, 0.90, 0.95)
+from ..acceptance import THRESHOLDS, cosine, token_matches
+from ..acceptance import accepted as accepted_at
 
 
 def feature_terms(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-position MSE (mean over dims) and cosine similarity."""
-    return (pred - target).pow(2).mean(-1), F.cosine_similarity(pred, target, dim=-1, eps=1e-6)
+    return (pred - target).pow(2).mean(-1), cosine(pred, target)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -79,8 +80,8 @@ class Scores:
         self.mse += float(mse[mask].sum())
         self.cos += float(cos[mask].sum())
         for t in THRESHOLDS:
-            self.accepted[t] += int((cos[mask] >= t).sum())
-        self.top1 += int(((pred @ lm_head.T).argmax(-1)[mask] == example.tokens[mask]).sum())
+            self.accepted[t] += int(accepted_at(cos, mask, t).sum())
+        self.top1 += int(token_matches(pred, lm_head, example.tokens, mask).sum())
 
     def summary(self, prefix: str = "val_") -> dict:
         n = max(self.positions, 1)
