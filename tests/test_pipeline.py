@@ -136,11 +136,11 @@ def test_feature_reader_does_not_depend_on_extraction_or_model_code():
 def test_evaluation_outputs_are_valid(finished):
     out = finished / "results-test"
     for name in ("L1", "L5F"):
-        metrics = json.loads((out / f"evaluation/{name}/acceptance_metrics.json").read_text())
+        metrics = json.loads((out / f"eval/{name}/acceptance_metrics.json").read_text())
         jsonschema.validate(metrics, json.loads((ROOT / "xsd/acceptance_metrics.schema.json").read_text()))
         for figure in ("metrics_summary", "stage_timeline", "token_metrics"):
             assert (out / f"figures/evaluation/{name}/{figure}.png").stat().st_size > 0
-    pair = json.loads((out / "evaluation/L1__L5F/acceptance_metrics.json").read_text())
+    pair = json.loads((out / "eval/L1__L5F/acceptance_metrics.json").read_text())
     jsonschema.validate(pair, json.loads((ROOT / "xsd/two_phase_metrics.schema.json").read_text()))
     report = (out / "report/METRICS_COMPARISON.md").read_text()
     assert "| L1 " in report and "| L5F " in report and "L1+L5F" in report

@@ -107,4 +107,5 @@ def all_targets():
     if config["data"]["source"] == "toy":
         targets.append(f"{RESULTS}/models/toy_eval.json")
     targets.append(f"{RESULTS}/bench/summary.json")
+    targets += [figure_path(name) for name in BENCH_FIGURES]  # figures.smk
     return targets

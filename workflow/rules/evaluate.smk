@@ -4,7 +4,7 @@ import re
 
 
 def evaluation_dir(name):
-    return f"{RESULTS}/evaluation/{name}"
+    return f"{RESULTS}/eval/{name}"
 
 
 def evaluation_file(name, filename):
