@@ -322,3 +322,33 @@ def test_benchmark_fails_naming_the_sample_on_a_token_difference(tiny_world, tin
     cfg = bench_config(tiny_world, tiny_models, tmp_path, warmup=0)
     with pytest.raises(LosslessError, match="config hf_generate, sample 0 question 0"):
         benchmark.run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / "bench", ["vl_baseline", "hf_generate"])
+
+
+@pytest.fixture(scope="module")
+def real_pair(real_shaped_models):
+    from eventspec.extract import load_pair
+
+    return load_pair({name: {"path": str(path), "dtype": "float32", "quant": "none", "device": "cpu"}
+                      for name, path in real_shaped_models.items()})
+
+
+@pytest.mark.parametrize("name", ["token_sd", "L1+VL", "L5F_adaptive"])
+def test_lossless_on_the_real_shaped_pair(real_pair, samples, name):
+    """Two tokenizers, EventGPT's -200 placeholder, a 32064-row verifier beside a 32000-row drafter."""
+    verifier, drafter = real_pair
+    table, _ = oracle_table(verifier, case(real_pair, samples, 0)[0])
+    kwargs = _sources(real_pair, table)[name]
+    assert run(real_pair, samples, 0, **kwargs).tokens == reference(real_pair, samples, 0).tokens
+
+
+def test_verifier_only_ids_reach_the_drafter_as_its_unk(real_pair, samples):
+    verifier, drafter = real_pair
+    _, job = case(real_pair, samples, 0)
+    inputs = drafter.prepare(job.event_images, [job.question])
+    video = verifier.video_token_id
+    assert video >= drafter.embed.num_embeddings
+    a, b = tr.prefill(drafter, inputs), tr.prefill(drafter, inputs)
+    h_a, _ = tr.forward(a, [29871, video])
+    h_b, _ = tr.forward(b, [29871, drafter.unk_token_id])
+    assert a.read == [29871, video]
+    torch.testing.assert_close(h_a, h_b)
