@@ -51,19 +51,13 @@ def prefill(backend: Backend, inputs: PrefillInputs) -> Track:
     return Track(backend, state.cache, state.length, [state.hidden[0]], [state.logits[0]])
 
 
-def embeddable(backend: Backend, tokens: list[int]) -> list[int]:
-    """``tokens`` as ids ``backend`` can embed: another model's ids it has no row for (Video-LLaVA's
-    ``<image>``/``<video>``/pad above 32000, read by a 32000-id EventGPT) become its unk."""
-    rows = backend.embed.num_embeddings
-    return [t if 0 <= t < rows else backend.unk_token_id for t in tokens]
-
-
 @torch.no_grad()
 def forward(track: Track, tokens: list[int], logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Append ``tokens`` (``read`` keeps them as given; the model reads ``embeddable`` ids); return their hidden
+    """Append ``tokens`` (``read`` keeps them as given; the model reads ``Backend.embeddable`` ids: another
+    model's ids it has no row for become its unk); return their hidden
     states [n, D] and float32 logits [n, V] (None if ``logits=False``)."""
     backend = track.backend
-    ids = torch.tensor([embeddable(backend, tokens)], dtype=torch.long, device=backend.device)
+    ids = backend.embeddable(torch.tensor([tokens], dtype=torch.long, device=backend.device))
     positions = torch.arange(track.length, track.length + len(tokens), device=backend.device)[None]
     out = backend.model.model(input_ids=ids, position_ids=positions, past_key_values=track.cache, use_cache=True)
     hidden = out.last_hidden_state[0]

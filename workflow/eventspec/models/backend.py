@@ -94,6 +94,13 @@ class Backend:
         tok = self.tokenizer
         return tok.unk_token_id if tok.unk_token_id is not None else self.pad_token_id
 
+    def embeddable(self, tokens: torch.Tensor, shared_vocab: int | None = None) -> torch.Tensor:
+        """``tokens`` as ids this model can embed: an id outside ``shared_vocab`` (default: this model's
+        embedding rows), e.g. Video-LLaVA's ``<image>`` 32000 or its pad 32002 for a 32000-id EventGPT,
+        becomes this model's unk."""
+        limit = self.embed.num_embeddings if shared_vocab is None else shared_vocab
+        return torch.where((tokens >= 0) & (tokens < limit), tokens, self.unk_token_id)
+
     def prompt(self, question: str) -> str:
         """The model's chat prompt for ``question``, visual placeholders expanded."""
         raise NotImplementedError
@@ -213,13 +220,11 @@ def greedy_generate(backend: Backend, inputs: PrefillInputs, max_new_tokens: int
 def receivable_tokens(receiver: Backend, tokens: torch.Tensor, lengths: torch.Tensor, shared_vocab: int):
     """Another model's ``tokens`` [B, T] (valid up to ``lengths``) as ids ``receiver`` can embed, and the mask.
 
-    An id outside the vocabulary both models share (``shared_vocab``: e.g. Video-LLaVA's ``<image>`` 32000 or
-    its pad 32002 for a 32000-id EventGPT) becomes the receiver's unk; positions past ``lengths`` hold the
-    receiver's pad id and are marked invalid.
+    An id outside the vocabulary both models share becomes the receiver's unk (``Backend.embeddable``);
+    positions past ``lengths`` hold the receiver's pad id and are marked invalid.
     """
     valid = torch.arange(tokens.shape[1])[None, :] < lengths[:, None].to(tokens.device)
-    known = torch.where((tokens >= 0) & (tokens < shared_vocab), tokens, receiver.unk_token_id)
-    return torch.where(valid, known, receiver.pad_token_id), valid
+    return torch.where(valid, receiver.embeddable(tokens, shared_vocab), receiver.pad_token_id), valid
 
 
 @torch.no_grad()
