@@ -210,6 +210,32 @@ def test_loader_serves_every_row_once_in_a_seeded_shuffled_order(stores):
     assert not (first == np.arange(len(store))).all()
 
 
+def test_shuffle_window_mixes_the_blocks_it_holds(stores):
+    """A window of four one-shard blocks serves batches drawn from several of them; one-block windows cannot."""
+    store = FeatureStore(stores["train"])
+    block = store.block_rows(2**15)
+
+    def blocks_per_batch(buffer_bytes):
+        batches = store.batches(16, shuffle=True, seed=0, block_bytes=2**15, buffer_bytes=buffer_bytes)
+        return [len(np.unique(b.rows // block)) for b in batches]
+
+    assert max(blocks_per_batch(4 * 2**15)) >= 3
+    assert set(blocks_per_batch(2**15)) == {1}  # 32-row blocks, batches of 16: no leftover rows to carry over
+
+
+def test_bench_store_writes_both_layouts_from_the_same_features(stores, tmp_path):
+    from eventspec.bench_store import bench_store
+
+    result = bench_store(stores["train"], tmp_path / "bench", chunk_size=50, repeats=1)
+    index = json.loads((tmp_path / "bench/seeds_chunked/index.json").read_text())
+    assert index["total_samples"] == result["samples"] == len(FeatureStore(stores["train"]))
+    assert [c["n_samples"] for c in index["chunks"]][:-1] == [50] * (len(index["chunks"]) - 1)
+    assert len(FeatureStore(tmp_path / "bench/ours.zarr")) == result["samples"]
+    assert result["ours_codec"] == "float16 blosc lz4"
+    assert 0 < result["bytes_ratio"] < 0.5  # float16 + compression against float32
+    assert result["ours"]["read_warm_samples_per_s"] > 0 and result["seeds"]["read_warm_samples_per_s"] > 0
+
+
 RSS_SCRIPT = """
 import resource, sys
 from eventspec.features import FeatureStore

@@ -5,8 +5,9 @@ aligned length) are written twice, in one run:
 - the seeds' layout: ``torch.save`` float32 chunks of ``chunk_size`` samples,
   padded to the chunk's longest sequence, keys ``egpt_hidden``, ``vl_hidden``,
   ``seq_lens``, plus ``index.json``;
-- ours: a zarr v3 store written through ``eventspec.store`` (float16, Blosc
-  zstd + byte shuffle, one shard per write batch).
+- ours: a zarr v3 store written through ``eventspec.store`` with the feature
+  store's own layout (float16 hidden states, Blosc lz4 + byte shuffle, one
+  shard per write batch).
 Then both are read the way training reads them (chunk/block-streamed, masked
 batches in the stored dtype: float32 for theirs, float16 for ours) and bytes
 on disk, throughput and their ratios are printed.
@@ -103,6 +104,12 @@ def read_our_layout(path: Path, batch_size: int, seed: int) -> int:
     return sum(int(b.drafter.shape[0]) for b in batches)
 
 
+def store_codec(path: Path) -> str:
+    """How our copy stores hidden states, e.g. ``float16 lz4``."""
+    hidden = store.open_committed(path)[0]["verifier_hidden"]
+    return f"{hidden.dtype} " + "+".join(f"blosc {c.cname.value}" for c in hidden.compressors)
+
+
 def drop_page_cache() -> bool:
     """Evict the page cache (needs root); False where the kernel does not allow it."""
     try:
@@ -155,6 +162,7 @@ def bench_store(
         "batch_size": batch_size,
         "ours_chunk": [int(chunk_rows), int(chunk_positions)],
         "ours_shard_rows": int(shard_rows),
+        "ours_codec": store_codec(ours),
     }
     for name, path, read in (("seeds", seeds, read_seeds_layout), ("ours", ours, read_our_layout)):
         result[name] = {"bytes": disk_bytes(path)} | {
@@ -175,7 +183,7 @@ def format_result(r: dict) -> str:
         f" shuffled batches of {r['batch_size']}",
         f"{'layout':<28}{'bytes on disk':>16}{header}",
     ]
-    for name, label in (("seeds", "seeds (float32 torch.save)"), ("ours", "ours (zarr f16 zstd)")):
+    for name, label in (("seeds", "seeds (float32 torch.save)"), ("ours", f"ours (zarr {r['ours_codec']})")):
         rates = "".join(f"{r[name][f'read_{m}_samples_per_s']:>24,.0f}" for m in modes)
         lines.append(f"{label:<28}{r[name]['bytes']:>16,}{rates}")
     ratios = ", ".join(f"read {m} {r[f'read_{m}_ratio']:.2f}x" for m in modes)

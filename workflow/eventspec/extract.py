@@ -169,10 +169,11 @@ def feature_layout(
     spec = store.ArraySpec
     hidden_dtype = STORAGE_DTYPES[dtype]
     positions = min(chunk_positions, T)
+    fast = store.FAST_READ_COMPRESSOR
     return {
-        "verifier_hidden": spec((T, dv), hidden_dtype, chunk_rows, (positions, dv)),
-        "drafter_hidden": spec((T, dd), hidden_dtype, chunk_rows, (positions, dd)),
-        "drafter_hidden_tf": spec((T, dd), hidden_dtype, chunk_rows, (positions, dd)),
+        "verifier_hidden": spec((T, dv), hidden_dtype, chunk_rows, (positions, dv), fast),
+        "drafter_hidden": spec((T, dd), hidden_dtype, chunk_rows, (positions, dd), fast),
+        "drafter_hidden_tf": spec((T, dd), hidden_dtype, chunk_rows, (positions, dd), fast),
         "verifier_tokens": spec((T,), np.int32, WHOLE_SHARD),
         "drafter_tokens": spec((T,), np.int32, WHOLE_SHARD),
         "sample_id": spec((), np.int32, WHOLE_SHARD),

@@ -3,17 +3,20 @@
 Reads are bounded in bytes, not rows: a block is the largest whole number of
 shards (or, when one shard is over budget, of zarr chunks) whose hidden states
 fit ``block_bytes``, so the same setting holds at D=128 and at D=4096. With
-``shuffle`` the blocks are read in a permuted order and their rows pass
-through a fixed shuffle pool of at most ``buffer_bytes``: each incoming row
-takes a random slot and the row it displaces is served. Peak memory is about
-one block plus the pool, whatever the size of the store. Only committed rows are read. Hidden states come in their
-stored dtype (float16/bfloat16): a trainer casts them on its device, which
-keeps host memory traffic at half the float32 size.
+``shuffle`` the blocks are read in a permuted order into a shuffle window of
+at most ``buffer_bytes`` (and at least one block); a full window is served
+in one random permutation of its rows, and the next window starts. The next
+block is read in a worker thread while the current one is served. Peak memory
+is about the window plus two blocks, whatever the size of the store. Only
+committed rows are read. Hidden states come in their stored dtype
+(float16/bfloat16): a trainer casts them on its device, which keeps host
+memory traffic at half the float32 size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,21 +41,23 @@ class FeatureBatch:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def take(self, index) -> FeatureBatch:
-        """The rows at ``index`` (a slice or an index array)."""
+    def take(self, index: slice) -> FeatureBatch:
+        """The rows in ``index`` (a view)."""
         drafter = None if self.drafter is None else self.drafter[index]
         return FeatureBatch(drafter, self.verifier[index], self.tokens[index], self.mask[index], self.rows[index])
 
-    def put(self, slots: np.ndarray, rows: FeatureBatch) -> None:
-        """Overwrite the rows at ``slots`` with ``rows`` (at most as wide), padding the rest of each row."""
-        width = rows.mask.shape[1]
-        index = torch.from_numpy(slots)
-        for mine, theirs, fill in ((self.drafter, rows.drafter, 0), (self.verifier, rows.verifier, 0),
-                                   (self.tokens, rows.tokens, -1), (self.mask, rows.mask, False)):
-            if mine is not None:
-                mine[index, :width] = theirs
-                mine[index, width:] = fill
-        self.rows[slots] = rows.rows
+    def gather(self, index: np.ndarray) -> FeatureBatch:
+        """A copy of the rows at ``index``, cut to their longest pair (``index_select`` on the narrowed
+        tensors: about 4x faster than advanced indexing, and no padding tail is copied)."""
+        rows = torch.from_numpy(index)
+        mask = self.mask.index_select(0, rows)
+        width = max(int(mask.sum(1).max()), 1) if len(index) else 1
+
+        def pick(x):
+            return None if x is None else x[:, :width].index_select(0, rows)
+
+        return FeatureBatch(pick(self.drafter), pick(self.verifier), pick(self.tokens), mask[:, :width],
+                            self.rows[index])
 
     def trimmed(self) -> FeatureBatch:
         """The same rows cut to their longest pair: a batch drawn from a long block carries no all-padding tail."""
@@ -62,30 +67,28 @@ class FeatureBatch:
         drafter = None if self.drafter is None else self.drafter[:, :width]
         return FeatureBatch(drafter, self.verifier[:, :width], self.tokens[:, :width], self.mask[:, :width], self.rows)
 
-    def padded(self, width: int) -> FeatureBatch:
-        """The same rows with positions padded (masked) up to ``width``."""
-        extra = width - self.mask.shape[1]
-        if extra <= 0:
-            return self
-
-        def pad(x, value=0):
-            return None if x is None else torch.nn.functional.pad(x, (0, 0, 0, extra) if x.dim() == 3 else (0, extra), value=value)
-
-        return FeatureBatch(pad(self.drafter), pad(self.verifier), pad(self.tokens, -1), pad(self.mask, False), self.rows)
-
 
 def concat(parts: list[FeatureBatch]) -> FeatureBatch:
-    """Rows of several batches in one, padded to the widest."""
+    """Rows of several batches in one, padded to the widest (each row is copied once; one part is returned as is)."""
+    if len(parts) == 1:
+        return parts[0]
     width = max(p.mask.shape[1] for p in parts)
-    parts = [p.padded(width) for p in parts]
-    drafter = None if parts[0].drafter is None else torch.cat([p.drafter for p in parts])
-    return FeatureBatch(
-        drafter,
-        torch.cat([p.verifier for p in parts]),
-        torch.cat([p.tokens for p in parts]),
-        torch.cat([p.mask for p in parts]),
-        np.concatenate([p.rows for p in parts]),
-    )
+    rows = sum(len(p) for p in parts)
+
+    def stacked(field: str, fill) -> torch.Tensor | None:
+        first = getattr(parts[0], field)
+        if first is None:
+            return None
+        out = torch.full((rows, width, *first.shape[2:]), fill, dtype=first.dtype)
+        start = 0
+        for p in parts:
+            values = getattr(p, field)
+            out[start : start + len(values), : values.shape[1]] = values
+            start += len(values)
+        return out
+
+    return FeatureBatch(stacked("drafter", 0), stacked("verifier", 0), stacked("tokens", -1), stacked("mask", False),
+                        np.concatenate([p.rows for p in parts]))
 
 
 class FeatureStore:
@@ -147,6 +150,19 @@ class FeatureStore:
         block = self.block_rows(block_bytes, with_drafter)
         return [slice(int(s), int(min(s + block, self.n))) for s in range(0, self.n, block)]
 
+    def _read_ahead(self, blocks: list[slice], teacher_forced: bool, with_drafter: bool) -> Iterator[FeatureBatch]:
+        """The blocks in the order given, each read in a worker thread while the one before it is served:
+        decompression (zarr's codecs run outside the GIL) overlaps with the consumer."""
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            pending = None
+            for rows in blocks:
+                ahead = reader.submit(self.read, rows, teacher_forced, with_drafter)
+                if pending is not None:
+                    yield pending.result()
+                pending = ahead
+            if pending is not None:
+                yield pending.result()
+
     def batches(
         self,
         batch_size: int,
@@ -160,64 +176,46 @@ class FeatureStore:
         """Masked batches over all committed rows, read ``block_bytes`` at a time.
 
         Without ``shuffle``: rows in store order. With it: blocks in a random
-        order, whose rows pass through a shuffle pool of at most
-        ``buffer_bytes`` (and at least one batch): each incoming row displaces
-        a random one, which is served. Each batch is cut to its longest pair. (Batching rows of similar lengths would cut the
-        padding further but, measured on the toy store, trained B1 to a held-out
-        cosine of 0.81 instead of 0.90 in the same time.)
+        order, gathered into windows of at most ``buffer_bytes`` (and at least
+        one block) whose rows are served in a random permutation; the rows of
+        a window's last partial batch join the next window. Each batch is cut
+        to its longest pair. (This replaced a reservoir pool that swapped each
+        incoming row with a random resident one: it padded every row to T and
+        copied each row three times, and read at 0.5x the seeds' chunk layout;
+        batching rows of similar lengths would cut padding further but, measured
+        on the toy store, trained B1 to a held-out cosine of 0.81 instead of
+        0.90 in the same time.)
         """
         blocks = self.blocks(block_bytes, with_drafter)
         if not shuffle:
-            for rows in blocks:
-                data = self.read(rows, teacher_forced, with_drafter)
+            for data in self._read_ahead(blocks, teacher_forced, with_drafter):
                 for i in range(0, len(data), batch_size):
                     yield data.take(slice(i, i + batch_size)).trimmed()
             return
         rng = np.random.default_rng(seed)
         capacity = max(buffer_bytes // self.row_bytes(with_drafter), batch_size)
-        pool: FeatureBatch | None = None
-        carry: FeatureBatch | None = None
-        for b in rng.permutation(len(blocks)):
-            block = self.read(blocks[b], teacher_forced, with_drafter)
-            pool, served = _exchange(pool, block, capacity, self.T, rng)
-            if served is None:
-                continue
-            if carry is not None:
-                need = batch_size - len(carry)
-                first, served = concat([carry, served.take(slice(0, need))]), served.take(slice(need, None))
-                if len(first) < batch_size:
-                    carry = first
-                    continue
-                yield first.trimmed()
-            whole = len(served) // batch_size * batch_size
-            for i in range(0, whole, batch_size):
-                yield served.take(slice(i, i + batch_size)).trimmed()
-            carry = served.take(slice(whole, None))
-        rest = concat([p for p in (carry, pool) if p is not None and len(p)])
-        rest = rest.take(rng.permutation(len(rest)))
-        for i in range(0, len(rest), batch_size):
-            yield rest.take(slice(i, i + batch_size)).trimmed()
+        window: list[FeatureBatch] = []
+        for block in self._read_ahead([blocks[b] for b in rng.permutation(len(blocks))], teacher_forced, with_drafter):
+            if window and sum(map(len, window)) + len(block) > capacity:
+                rest = yield from _serve_shuffled(window, batch_size, rng, whole_batches_only=True)
+                window = [rest] if rest is not None else []
+            window.append(block)
+        yield from _serve_shuffled(window, batch_size, rng, whole_batches_only=False)
 
 
-def _exchange(pool: FeatureBatch | None, block: FeatureBatch, capacity: int, width: int,
-              rng: np.random.Generator) -> tuple[FeatureBatch, FeatureBatch | None]:
-    """Put ``block``'s rows into the shuffle pool; return (pool, the rows they displaced, in random order).
+def _serve_shuffled(window: list[FeatureBatch], batch_size: int, rng: np.random.Generator,
+                    whole_batches_only: bool):
+    """Yield the window's rows in one random permutation, in batches; return the rows of a last partial batch
+    (when ``whole_batches_only``) so they join the next window instead of making a short batch."""
+    starts = np.cumsum([0] + [len(part) for part in window])
+    order = rng.permutation(int(starts[-1]))
+    served = len(order) // batch_size * batch_size if whole_batches_only else len(order)
+    for i in range(0, served, batch_size):
+        yield _gather(window, starts, order[i : i + batch_size])
+    return _gather(window, starts, order[served:]) if served < len(order) else None
 
-    The pool fills up to ``capacity`` rows first; after that every incoming
-    row takes a random slot and the row it finds there is served, so each row
-    is copied twice (out, in) and the pool never grows.
-    """
-    free = capacity - (0 if pool is None else len(pool))
-    if free > 0:
-        head = block.take(slice(0, free))
-        pool = concat([p for p in (pool, head) if p is not None]).padded(width)
-        block = block.take(slice(free, None))
-    if len(block) == 0:
-        return pool, None
-    served = []
-    for start in range(0, len(block), capacity):
-        part = block.take(slice(start, start + capacity))
-        slots = rng.choice(len(pool), len(part), replace=False)
-        served.append(pool.take(slots))
-        pool.put(slots, part)
-    return pool, served[0] if len(served) == 1 else concat(served)
+
+def _gather(window: list[FeatureBatch], starts: np.ndarray, picks: np.ndarray) -> FeatureBatch:
+    """The window rows ``picks`` (indices into the window's concatenated rows) as one trimmed batch."""
+    owner = np.searchsorted(starts, picks, side="right") - 1
+    return concat([window[k].gather(picks[owner == k] - starts[k]) for k in np.unique(owner)])

@@ -22,6 +22,9 @@ import zarr
 from zarr.codecs import BloscCodec
 
 COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+# For arrays read over and over (hidden states, every training epoch): lz4 decompresses about twice as fast as
+# zstd for ~13% more bytes (`eventspec bench-store` on the toy store: 246k vs 121k rows/s, 49.5 vs 43.8 MB).
+FAST_READ_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 # Snakemake marks directory outputs with a `.snakemake_timestamp` file, which
 # zarr reports as a foreign object whenever a group is listed.
@@ -45,6 +48,7 @@ class ArraySpec:
     dtype: object
     chunk_rows: int = 1
     chunk_inner: tuple[int, ...] | None = None
+    compressor: BloscCodec = COMPRESSOR
 
 
 def partial_path(out: str | Path) -> Path:
@@ -88,7 +92,7 @@ def open_for_writing(
             chunks=(chunk_rows, *inner),
             shards=(shard_rows, *shard_inner) if spec.dtype is not str else None,
             dtype=spec.dtype,
-            compressors=COMPRESSOR,
+            compressors=spec.compressor,
             fill_value="" if spec.dtype is str else 0,
         )
     group.attrs.update({"identity": _jsonable(attrs), "n_committed": 0})
