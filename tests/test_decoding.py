@@ -18,6 +18,7 @@ from eventspec.decoding import track as tr
 from eventspec.decoding.concurrent import DrafterWorker, DraftJob, InProcessDrafter
 from eventspec.decoding.drafting import HeadDrafter, TokenDrafter
 from eventspec.decoding.oracle import OracleHead, OraclePrefill
+from eventspec.decoding.static_step import StaticStep
 from eventspec.decoding.engine import (
     Generated, LosslessError, baseline_generate, check_lossless, speculative_generate,
 )
@@ -52,13 +53,15 @@ def oracle_table(verifier, inputs, n=MAX_NEW + 4):
     return teacher_forced_hidden(verifier, inputs, gen.tokens)[0], gen.tokens[0, : int(gen.lengths[0])].tolist()
 
 
-def run(pair, samples, i, max_new=MAX_NEW, source=None, gamma=0, propose=None, k_max=0, adapters=None, feed_own=False):
+def run(pair, samples, i, max_new=MAX_NEW, source=None, gamma=0, propose=None, k_max=0, adapters=None, feed_own=False,
+        step=None):
     verifier, drafter = pair
     inputs, job = case(pair, samples, i)
     job.propose, job.k_max, job.feed_own = propose, k_max, feed_own
     uses_drafter = propose is not None or (source is not None and source.uses_drafter)
     runner = InProcessDrafter(drafter, adapters or {}, verifier.lm_head) if uses_drafter else None
-    return speculative_generate(verifier, inputs, max_new, source, gamma, runner, job if runner else None, drafter)
+    return speculative_generate(verifier, inputs, max_new, source, gamma, runner, job if runner else None, drafter,
+                                step)
 
 
 def reference(pair, samples, i, max_new=MAX_NEW):
@@ -95,6 +98,52 @@ def test_crop_equals_fresh_prefill(pair, samples):
         torch.testing.assert_close(a.last_logits(), c.last_logits())
         tr.sync(a, [5, 6, 9, 10])
         torch.testing.assert_close(a.hidden[-1], b.hidden[-1], atol=1e-5, rtol=1e-5)
+
+
+def test_static_cache_crop_equals_fresh_prefill(pair, samples):
+    """The verifier on a reused StaticCache: a crop moves the write position back, and what it then reads
+    matches a DynamicCache run of the kept text; a later prompt in the same cache sees nothing of the earlier."""
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, 0)
+    step = StaticStep(verifier)
+    a = tr.prefill(verifier, inputs, step, room=8)
+    assert step.cache_len >= a.prompt_len + 8
+    tr.forward(a, [5, 6, 7, 8])
+    tr.crop(a, 2)
+    assert a.read == [5, 6] and a.length == a.prompt_len + 2
+    assert int(step.cache.get_seq_length()) == a.length
+    h_a, l_a = tr.forward(a, [9, 10])
+    b = tr.prefill(verifier, inputs)
+    h_b, l_b = tr.forward(b, [5, 6, 9, 10])
+    torch.testing.assert_close(h_a, h_b[2:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(l_a, l_b[2:], atol=1e-4, rtol=1e-5)
+    other, _ = case(pair, samples, 1)
+    c = tr.prefill(verifier, other, step, room=8)  # the same cache, reset
+    d = tr.prefill(verifier, other)
+    torch.testing.assert_close(tr.forward(c, [5, 6])[1], tr.forward(d, [5, 6])[1], atol=1e-4, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def steps(pair):
+    """Both static-cache verifier steps, the compiled one compiled once for every test that uses it."""
+    return {"static": StaticStep(pair[0]), "compiled": StaticStep(pair[0], compile=True)}
+
+
+@pytest.mark.parametrize("kind", ["static", "compiled"])
+@pytest.mark.parametrize("name", ["baseline", "B1_decode", "oracle L4+B1", "rejected"])
+@pytest.mark.parametrize("i", range(3))
+def test_static_and_compiled_verifier_steps_are_lossless(pair, samples, steps, kind, name, i):
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, i)
+    ref = reference(pair, samples, i)
+    if name == "baseline":
+        assert baseline_generate(verifier, inputs, MAX_NEW, steps[kind]).tokens == ref.tokens
+        return
+    table, _ = oracle_table(verifier, inputs)
+    gen = run(pair, samples, i, step=steps[kind], **_sources(pair, table)[name])
+    assert gen.tokens == ref.tokens
+    if name == "oracle L4+B1":
+        assert gen.verifier_forwards < len(ref.tokens)
 
 
 def test_oracle_decode_head_accepts_every_draft(pair, samples):
@@ -296,6 +345,35 @@ def test_benchmark_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
         assert s[c]["efficiency"] == pytest.approx(s[c]["speedup"] / s[c]["ideal_speedup"])
     assert s["hf_generate"]["tau"] is None and s["hf_generate"]["ideal_speedup"] is None
     assert "| oracle |" in (tmp_path / "bench/summary.md").read_text()
+
+
+def test_clip_frames_spaces_or_repeats_the_stored_frames():
+    from eventspec.decoding.benchmark import clip_frames
+
+    clip = np.arange(8)[None, :, None]  # [B=1, F=8, 1]
+    assert clip_frames(clip, 4)[0, :, 0].tolist() == [0, 2, 4, 6]
+    assert clip_frames(clip, 8)[0, :, 0].tolist() == list(range(8))
+    assert clip_frames(clip, 16)[0, :, 0].tolist() == [i // 2 for i in range(16)]
+
+
+def test_frames_sweep_runs_each_frame_count_and_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
+    import json
+
+    import jsonschema
+
+    from eventspec.decoding.benchmark import run_frames_sweep
+
+    cfg = bench_config(tiny_world, tiny_models, tmp_path, frames_sweep={
+        "frames": [2, 6], "configs": ["vl_baseline", "oracle"], "max_samples": 2})
+    summary = run_frames_sweep(cfg, tiny_world[1]["test"][0], tmp_path / "frames")
+    schema = json.loads((Path(__file__).resolve().parents[1] / "xsd/bench_frames.schema.json").read_text())
+    jsonschema.validate(json.loads((tmp_path / "frames/frames_summary.json").read_text()), schema)
+    assert summary["frames"] == [2, 6] and list(summary["configs"]) == ["vl_baseline", "oracle"]
+    points = [json.loads((tmp_path / f"frames/frames_{n}/summary.json").read_text()) for n in (2, 6)]
+    assert [p["settings"]["frames"] for p in points] == [2, 6]
+    assert [p["settings"]["pairs"] for p in points] == [2, 2]
+    assert summary["configs"]["oracle"]["speedup"] == [p["configs"]["oracle"]["speedup"] for p in points]
+    assert "| oracle |" in (tmp_path / "frames/frames_summary.md").read_text()
 
 
 def test_ideal_time_counts_components_and_frees_drafts_made_during_the_prefill():

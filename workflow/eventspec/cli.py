@@ -171,7 +171,7 @@ def cmd_plot_training(args) -> None:
     plot_training_curves(args.history, args.out)
 
 def cmd_benchmark(args) -> None:
-    from .decoding.benchmark import markdown, run_benchmark
+    from .decoding.benchmark import frames_markdown, markdown, run_benchmark, run_frames_sweep
 
     cfg = _config(args)
     bench = cfg["benchmark"]
@@ -181,10 +181,17 @@ def cmd_benchmark(args) -> None:
     if args.gamma is not None:
         for entry in bench["configs"].values():
             entry["gamma"] = args.gamma
+    if args.frames_sweep:
+        bench["frames_sweep"]["frames"] = [int(n) for n in args.frames_sweep.split(",")]
+    if args.configs and args.frames_sweep:
+        bench["frames_sweep"]["configs"] = args.configs.split(",")
     config_mod.validate(cfg, "command line")
-    names = args.configs.split(",") if args.configs else None
     samples = args.samples or f"{cfg['results']}/samples/test.zarr"
-    summary = run_benchmark(cfg, samples, args.output_dir or f"{cfg['results']}/bench", names)
+    if args.frames_sweep:
+        print(frames_markdown(run_frames_sweep(cfg, samples, args.output_dir or f"{cfg['results']}/bench/frames")))
+        return
+    names = args.configs.split(",") if args.configs else None
+    summary = run_benchmark(cfg, samples, args.output_dir or f"{cfg['results']}/bench", names, args.frames)
     print(markdown(summary))
 
 
@@ -363,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, help="override benchmark.warmup")
     p.add_argument("--repeats", type=int, help="override benchmark.repeats")
     p.add_argument("--threads", type=int, help="override benchmark.threads")
+    p.add_argument("--frames", type=int, help="verifier frames per clip (default: the checkpoint's)")
+    p.add_argument("--frames_sweep", help="comma-separated frame counts: run benchmark.frames_sweep's configurations"
+                   " at each (default output_dir: <results>/bench/frames)")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("figure", help="one figure (eventspec.figures.<name>) from a metrics JSON")

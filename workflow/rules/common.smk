@@ -108,4 +108,6 @@ def all_targets():
         targets.append(f"{RESULTS}/models/toy_eval.json")
     targets.append(f"{RESULTS}/bench/summary.json")
     targets += [figure_path(name) for name in BENCH_FIGURES]  # figures.smk
+    if frames_sweep_targets():  # benchmark.smk
+        targets += frames_sweep_targets() + [figure_path("benchmark_frames")]
     return targets

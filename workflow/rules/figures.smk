@@ -29,6 +29,20 @@ for _figure in BENCH_FIGURES:
             "eventspec figure {params.name} --source {input} --out {output} 2> {log}"
 
 
+rule figure_benchmark_frames:
+    input:
+        f"{RESULTS}/bench/frames/frames_summary.json",
+    output:
+        figure_path("benchmark_frames"),
+    params:
+        code=code_digest("figures.benchmark_frames"),
+    log:
+        f"{RESULTS}/logs/figure_benchmark_frames.log",
+    shell:
+        "eventspec figure benchmark_frames --source {input} --out {output} 2> {log}"
+
+
 rule figures:
     input:
-        [figure_path(f) for f in BENCH_FIGURES],
+        [figure_path(f) for f in BENCH_FIGURES]
+        + ([figure_path("benchmark_frames")] if frames_sweep_targets() else []),

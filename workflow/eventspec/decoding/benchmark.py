@@ -48,6 +48,7 @@ from .drafting import HeadDrafter, TokenDrafter
 from .oracle import OracleHead, OraclePrefill, answer_hidden
 from .engine import Generated, baseline_generate, check_lossless, speculative_generate
 from .peers import PromptLookupDrafter, hf_generate
+from .static_step import StaticStep
 
 BASELINE = "vl_baseline"
 
@@ -75,12 +76,12 @@ def load_trained_adapter(results: str, name: str):
 class Runner:
     """Models, the drafter worker and one callable per configuration."""
 
-    def __init__(self, cfg: dict, names: list[str]):
+    def __init__(self, cfg: dict, names: list[str], frames: int | None = None):
         bench, models = cfg["benchmark"], cfg["models"]
         self.cfg, self.bench, self.results = cfg, bench, cfg["results"]
         self.configs = {name: bench["configs"][name] for name in names}
         mv, md = models["verifier"], models["drafter"]
-        self.verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"])
+        self.verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"], num_frames=frames)
         self.dtype = next(p for p in self.verifier.model.parameters() if p.is_floating_point()).dtype
         self.heads = {c["decode_adapter"]: load_trained_adapter(self.results, c["decode_adapter"])
                       for c in self.configs.values() if c.get("decode_adapter")}
@@ -89,6 +90,7 @@ class Runner:
                         or (c.get("decode_adapter") and "drafter" in self.heads[c["decode_adapter"]].uses)]
         self.drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"]) if uses_drafter else None
         prefill_adapters = sorted({c["prefill_adapter"] for c in self.configs.values() if c.get("prefill_adapter")})
+        self.steps: dict[bool, StaticStep] = {}
         self.worker = None
         if uses_drafter:
             adapters = {name: adapter_dir(self.results, name) for name in prefill_adapters}
@@ -103,17 +105,26 @@ class Runner:
         if isinstance(self.worker, DrafterWorker):
             self.worker.close()
 
+    def step(self, c: dict) -> StaticStep | None:
+        """The verifier's static-cache step of a configuration (one per compile setting, shared), or None."""
+        if c["cache"] != "static":
+            return None
+        if c["compile"] not in self.steps:
+            self.steps[c["compile"]] = StaticStep(self.verifier, compile=c["compile"])
+        return self.steps[c["compile"]]
+
     def run(self, name: str, frames, events, question: str, max_new: int, baseline: Generated | None) -> Generated:
         c = self.configs[name]
         kind = c["kind"]
         inputs = self.verifier.prepare(frames, [question])
-        if kind == "baseline":
-            return baseline_generate(self.verifier, inputs, max_new)
         if kind == "hf_generate":
             return hf_generate(self.verifier, inputs, max_new, c["cache"])
+        step = self.step(c)
+        if kind == "baseline":
+            return baseline_generate(self.verifier, inputs, max_new, step)
         if kind == "prompt_lookup":
             source = PromptLookupDrafter(inputs, self.verifier.video_token_id)
-            return speculative_generate(self.verifier, inputs, max_new, source, c["gamma"])
+            return speculative_generate(self.verifier, inputs, max_new, source, c["gamma"], step=step)
         job, source = None, None
         if kind == "oracle":  # the verifier's own states of this answer (computed before the timed run)
             table = answer_hidden(self.verifier, inputs, baseline.tokens)
@@ -133,7 +144,7 @@ class Runner:
                                return_state=source is not None and source.uses_drafter, eos=self.verifier.eos_token_id)
         worker = self.worker if job is not None else None
         return speculative_generate(self.verifier, inputs, max_new, source, c.get("gamma", 0), worker, job,
-                                    self.drafter)
+                                    self.drafter, step)
 
 
 def record(name: str, window: int, question: int, gen: Generated, repeats: list[float], tie: bool) -> dict:
@@ -240,7 +251,17 @@ def markdown(summary: dict) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: list[str] | None = None) -> dict:
+def clip_frames(frames: np.ndarray, n: int) -> np.ndarray:
+    """``n`` frames of each clip [B, F, ...]: evenly spaced when ``n <= F``, each stored frame repeated when
+    ``n > F`` (the toy sample stores hold 8; the verifier's cost depends on how many frames it reads, not on
+    what they show)."""
+    return frames[:, (np.arange(n) * frames.shape[1]) // n]
+
+
+def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: list[str] | None = None,
+                  frames: int | None = None) -> dict:
+    """Every configuration in ``names`` (default: all) on the held-out pairs; ``frames`` sets the verifier's
+    frames per clip (default: the checkpoint's and the sample store's)."""
     bench = cfg["benchmark"]
     names = names or list(bench["configs"])
     unknown = [n for n in names if n not in bench["configs"]]
@@ -255,6 +276,9 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
         c = bench["configs"][name]
         if c["kind"] == "speculative" and not (c["prefill_adapter"] or c["decode_adapter"]):
             raise ConfigError(f"benchmark.configs.{name}: kind speculative needs prefill_adapter or decode_adapter")
+        if c["compile"] and (c["cache"] != "static" or c["kind"] == "hf_generate"):
+            raise ConfigError(f"benchmark.configs.{name}.compile: our engine compiles only a static-cache verifier"
+                              " step (set cache: static; hf_generate compiles its static step itself on CUDA)")
     torch.set_num_threads(bench["threads"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,17 +286,18 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
     questions = [q["text"] for q in group.attrs["questions"]]
     todo = pairs(n_windows, len(questions), bench["max_samples"])
     warm = [(i % n_windows, (i + 1) % len(questions)) for i in range(bench["warmup"])]
-    runner = Runner(cfg, names)
+    runner = Runner(cfg, names, frames)
     rows: dict[str, list[dict]] = {n: [] for n in names}
     t_start = time.perf_counter()
     try:
         for index, (w, q) in enumerate(warm + todo):
-            frames = np.asarray(group["frames"][w : w + 1])
+            clip = np.asarray(group["frames"][w : w + 1])
+            clip = clip if frames is None else clip_frames(clip, frames)
             events = np.asarray(group["event_images"][w : w + 1])
             timed = index >= len(warm)
             baseline = None
             for name in names:
-                gens = [runner.run(name, frames, events, questions[q], bench["max_new_tokens"], baseline)
+                gens = [runner.run(name, clip, events, questions[q], bench["max_new_tokens"], baseline)
                         for _ in range(bench["repeats"] if timed else 1)]
                 if name == BASELINE:
                     baseline = gens[0]
@@ -288,7 +313,7 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
             for r in recs:
                 fh.write(json.dumps(r) + "\n")
     settings = {k: v for k, v in bench.items() if k != "configs"} | {
-        "pairs": len(todo), "verifier": cfg["models"]["verifier"], "drafter": cfg["models"]["drafter"],
+        "pairs": len(todo), "frames": runner.verifier.frames_per_clip, "verifier": cfg["models"]["verifier"], "drafter": cfg["models"]["drafter"],
         "device": str(runner.verifier.device), "torch_threads": torch.get_num_threads(),
         "elapsed_s": time.perf_counter() - t_start,
     }
@@ -296,3 +321,42 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
     write_json(out_dir / "summary.json", summary, "bench_summary")
     (out_dir / "summary.md").write_text(markdown(summary))
     return summary
+
+
+def run_frames_sweep(cfg: dict, samples: str | Path, out_dir: str | Path) -> dict:
+    """``benchmark.frames_sweep``: its configurations at each verifier frame count, each point a benchmark of
+    its own (``<out_dir>/frames_<n>/``); returns and writes ``frames_summary.json`` (per configuration, one
+    value per frame count)."""
+    sweep = cfg["benchmark"]["frames_sweep"]
+    unknown = [n for n in sweep["configs"] if n not in cfg["benchmark"]["configs"]]
+    if unknown or not sweep["frames"]:
+        raise ConfigError(f"benchmark.frames_sweep: configs {unknown} are not in benchmark.configs"
+                          if unknown else "benchmark.frames_sweep.frames is empty")
+    point_cfg = cfg | {"benchmark": cfg["benchmark"] | {"max_samples": sweep["max_samples"]}}
+    out_dir = Path(out_dir)
+    points = {n: run_benchmark(point_cfg, samples, out_dir / f"frames_{n}", sweep["configs"], frames=n)
+              for n in sweep["frames"]}
+    names = list(next(iter(points.values()))["configs"])
+    fields = ("speedup", "tau", "prefill_s_mean", "drafter_prefill_s_mean", "early_drafts_mean",
+              "early_accepted_mean", "wall_s_mean")
+    summary = {
+        "frames": list(points),
+        "pairs": sweep["max_samples"],
+        "verifier_prefill_s_median": [p["component_costs_s"]["verifier_prefill_median"] for p in points.values()],
+        "configs": {name: {f: [p["configs"][name][f] for p in points.values()] for f in fields} for name in names},
+    }
+    write_json(out_dir / "frames_summary.json", summary, "bench_frames")
+    (out_dir / "frames_summary.md").write_text(frames_markdown(summary))
+    return summary
+
+
+def frames_markdown(summary: dict) -> str:
+    """Speedup (early drafts accepted) per configuration and frame count, under the verifier's prefill time."""
+    frames = summary["frames"]
+    head = "| config | " + " | ".join(f"{n} frames" for n in frames) + " |\n|---|" + "---|" * len(frames) + "\n"
+    prefill = " | ".join(f"{s * 1e3:.1f} ms" for s in summary["verifier_prefill_s_median"])
+    lines = [f"| verifier prefill (median) | {prefill} |"]
+    for name, c in summary["configs"].items():
+        cells = " | ".join(f"{s:.3f} ({a:.2f})" for s, a in zip(c["speedup"], c["early_accepted_mean"]))
+        lines.append(f"| {name} | {cells} |")
+    return head + "\n".join(lines) + "\n"

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.backend import Backend, PrefillInputs
+from .static_step import StaticStep
 from .track import Track, crop, forward, prefill
 
 TIE_TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
@@ -104,10 +105,12 @@ def top2_margin(logits: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def baseline_generate(verifier: Backend, inputs: PrefillInputs, max_new_tokens: int) -> Generated:
-    """``vl_baseline``: greedy decoding one token per verifier forward, recording each token's top-2 margin."""
+def baseline_generate(verifier: Backend, inputs: PrefillInputs, max_new_tokens: int,
+                      step: StaticStep | None = None) -> Generated:
+    """``vl_baseline``: greedy decoding one token per verifier forward, recording each token's top-2 margin
+    (with ``step``: on its static cache, eager or compiled)."""
     t0 = time.perf_counter()
-    track = prefill(verifier, inputs)
+    track = prefill(verifier, inputs, step, max_new_tokens + 1)
     t1 = time.perf_counter()
     result = Generated([], t1 - t0, 0.0)
     while not emit(result.tokens, [int(track.last_logits().argmax())], verifier.eos_token_id, max_new_tokens):
@@ -122,15 +125,16 @@ def baseline_generate(verifier: Backend, inputs: PrefillInputs, max_new_tokens: 
 @torch.no_grad()
 def speculative_generate(
     verifier: Backend, inputs: PrefillInputs, max_new_tokens: int, source=None, gamma: int = 0,
-    drafter=None, job=None, drafter_backend: Backend | None = None,
+    drafter=None, job=None, drafter_backend: Backend | None = None, step: StaticStep | None = None,
 ) -> Generated:
     """Greedy decoding with drafts: from the drafter during the verifier's prefill (``drafter`` runs ``job``,
-    in a worker or in-process), then ``gamma`` per round from ``source`` (``TokenDrafter`` / ``HeadDrafter``)."""
+    in a worker or in-process), then ``gamma`` per round from ``source`` (``TokenDrafter`` / ``HeadDrafter``).
+    With ``step`` the verifier runs on its static cache (eager or compiled)."""
     t0 = time.perf_counter()
     if drafter is not None:
         drafter.start(job)
     try:
-        track = prefill(verifier, inputs)
+        track = prefill(verifier, inputs, step, max_new_tokens + 1)
         t1 = time.perf_counter()
     finally:  # collect the job even if the prefill failed, so the next job's reply is not this one's
         got = drafter.finish() if drafter is not None else None

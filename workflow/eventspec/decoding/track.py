@@ -5,7 +5,10 @@ has read, and the hidden state (and logits) after each of them. Batch 1 has no
 padding, so a forward passes a position counter instead of a growing 2-D
 attention mask. ``crop`` rolls cache, tokens, hidden states and logits back
 together: the state after a crop is exactly the state a fresh prefill of the
-kept text would give (tested), with no stale hidden state or logits.
+kept text would give (tested), with no stale hidden state or logits. A
+verifier track may run on a ``StaticStep`` (static cache, optionally a
+compiled forward) instead of a DynamicCache; cropping it moves the cache's
+write position back.
 
 Hidden-state convention: ``hidden[i]`` is the final-normed state after the
 prompt and ``read[:i]``; ``argmax(lm_head(hidden[i]))`` is the model's greedy
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from ..models.backend import Backend, PrefillInputs
+from .static_step import StaticStep
 
 
 @dataclass
@@ -30,6 +34,7 @@ class Track:
     hidden: list[torch.Tensor]  # [D] per position: after the prompt, then after each read token
     logits: list[torch.Tensor | None]  # float32 [V] per position (None where not computed)
     read: list[int] = field(default_factory=list)
+    step: StaticStep | None = None  # the verifier's static-cache (maybe compiled) forward; None: DynamicCache
 
     @property
     def length(self) -> int:
@@ -43,12 +48,14 @@ class Track:
 
 
 @torch.no_grad()
-def prefill(backend: Backend, inputs: PrefillInputs) -> Track:
-    """Run one prompt (batch 1, visual tokens included); logits at its last position only."""
+def prefill(backend: Backend, inputs: PrefillInputs, step: StaticStep | None = None, room: int = 0) -> Track:
+    """Run one prompt (batch 1, visual tokens included); logits at its last position only. With ``step`` the
+    prompt goes into its static cache, sized for ``room`` more positions."""
     if inputs.input_ids.shape[0] != 1:
         raise ValueError(f"the decoding engine runs batch 1, got a batch of {inputs.input_ids.shape[0]}")
-    state = backend.prefill(inputs)
-    return Track(backend, state.cache, state.length, [state.hidden[0]], [state.logits[0]])
+    cache = None if step is None else step.fresh_cache(inputs.input_ids.shape[1] + room)
+    state = backend.prefill(inputs, cache)
+    return Track(backend, state.cache, state.length, [state.hidden[0]], [state.logits[0]], step=step)
 
 
 @torch.no_grad()
@@ -59,9 +66,13 @@ def forward(track: Track, tokens: list[int], logits: bool = True) -> tuple[torch
     backend = track.backend
     ids = backend.embeddable(torch.tensor([tokens], dtype=torch.long, device=backend.device))
     positions = torch.arange(track.length, track.length + len(tokens), device=backend.device)[None]
-    out = backend.model.model(input_ids=ids, position_ids=positions, past_key_values=track.cache, use_cache=True)
-    hidden = out.last_hidden_state[0]
-    all_logits = backend.logits(hidden) if logits else None
+    if track.step is not None:
+        hidden, all_logits = track.step(ids, positions)
+        all_logits = all_logits if logits else None
+    else:
+        out = backend.model.model(input_ids=ids, position_ids=positions, past_key_values=track.cache, use_cache=True)
+        hidden = out.last_hidden_state[0]
+        all_logits = backend.logits(hidden) if logits else None
     track.read.extend(tokens)
     track.hidden.extend(hidden.unbind(0))
     track.logits.extend(all_logits.unbind(0) if logits else [None] * len(tokens))
@@ -71,7 +82,10 @@ def forward(track: Track, tokens: list[int], logits: bool = True) -> tuple[torch
 def crop(track: Track, n_read: int) -> None:
     """Keep the prompt and the first ``n_read`` answer tokens read."""
     if n_read < len(track.read):
-        track.cache.crop(-(len(track.read) - n_read))
+        if track.step is not None:
+            track.step.crop(track.prompt_len + n_read)
+        else:
+            track.cache.crop(-(len(track.read) - n_read))
         del track.read[n_read:], track.hidden[n_read + 1 :], track.logits[n_read + 1 :]
 
 

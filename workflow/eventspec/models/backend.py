@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import DynamicCache
+from transformers import Cache, DynamicCache
 
 
 @dataclass
@@ -37,7 +37,7 @@ class PrefillInputs:
 
 @dataclass
 class DecodeState:
-    cache: DynamicCache
+    cache: Cache
     attention_mask: torch.Tensor  # [B, positions in cache]
     hidden: torch.Tensor  # [B, D] at the last position
     logits: torch.Tensor  # [B, V] at the last position
@@ -136,11 +136,12 @@ class Backend:
         return self.lm_head(hidden).float()
 
     @torch.no_grad()
-    def prefill(self, inputs: PrefillInputs) -> DecodeState:
+    def prefill(self, inputs: PrefillInputs, cache: Cache | None = None) -> DecodeState:
+        """Run the prompts into ``cache`` (default: a new DynamicCache; the engine passes a StaticCache)."""
         ids = inputs.input_ids.to(self.device)
         mask = inputs.attention_mask.to(self.device)
         visual = {k: v.to(self.device, self._visual_dtype()) for k, v in inputs.visual.items()}
-        cache = DynamicCache(config=self.model.config.get_text_config())
+        cache = DynamicCache(config=self.model.config.get_text_config()) if cache is None else cache
         last = self._run(ids, mask, cache, visual)[:, -1]
         return DecodeState(cache, mask, last, self.logits(last))
 

@@ -33,6 +33,10 @@ class VerifierBackend(Backend):
         """Visual tokens of one clip: Video-LLaVA's ``video_seq_length`` (8 frames x 257 for the 7B)."""
         return self.model.config.video_seq_length
 
+    @property
+    def frames_per_clip(self) -> int:
+        return self.num_visual_tokens // visual_tokens_per_frame(self.model.config.vision_config)
+
     def prompt(self, question: str) -> str:
         return PROMPT.format(question=question).replace(VIDEO_TOKEN, VIDEO_TOKEN * self.num_visual_tokens)
 
@@ -54,9 +58,14 @@ class VerifierBackend(Backend):
 
 
 def load_verifier(
-    path, dtype: str = "float32", quant: str = "none", device: str = "cpu", name: str = "verifier"
+    path, dtype: str = "float32", quant: str = "none", device: str = "cpu", name: str = "verifier",
+    num_frames: int | None = None,
 ) -> VerifierBackend:
-    """A Video-LLaVA checkpoint: a directory or a hub id in the local cache; errors name ``models.<name>.*`` or the path."""
+    """A Video-LLaVA checkpoint: a directory or a hub id in the local cache; errors name ``models.<name>.*`` or the path.
+
+    ``num_frames`` (default: the checkpoint's ``video_seq_length``) sets how many frames a clip has: the video
+    tower encodes each frame on its own, so only the prompt's placeholder count depends on it.
+    """
     path, device = locate_checkpoint(path, device, name)
     read_model_config(path, ("video_llava",))
     tokenizer = load_tokenizer(path)
@@ -65,4 +74,6 @@ def load_verifier(
     except OSError as err:
         raise ModelLoadError(f"{path}: image processor missing ({err})") from err
     model = load_model(VideoLlavaForConditionalGeneration, path, dtype, quant, device)
+    if num_frames is not None:
+        model.config.video_seq_length = num_frames * visual_tokens_per_frame(model.config.vision_config)
     return VerifierBackend(model, tokenizer, image_processor, device)

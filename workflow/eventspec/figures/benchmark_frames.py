@@ -1,0 +1,19 @@
+"""The frames sweep: speedup against vl_baseline at each verifier frame count, beside the verifier's prefill."""
+
+
+def plot(summary: dict, ax) -> None:
+    frames = summary["frames"]
+    for name, c in summary["configs"].items():
+        if name != "vl_baseline":
+            ax.plot(frames, c["speedup"], marker="o", label=name)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(frames)
+    ax.set_xlabel("verifier frames per clip")
+    ax.set_ylabel("speedup vs vl_baseline (same frames)")
+    prefill = ax.twinx()
+    prefill.plot(frames, [s * 1e3 for s in summary["verifier_prefill_s_median"]], color="grey", ls="--",
+                 label="verifier prefill (ms, right)")
+    prefill.set_ylabel("verifier prefill, ms")
+    lines, labels = ax.get_legend_handles_labels()
+    more, more_labels = prefill.get_legend_handles_labels()
+    ax.legend(lines + more, labels + more_labels, fontsize=8)
