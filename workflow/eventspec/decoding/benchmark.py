@@ -137,7 +137,7 @@ class Runner:
             job = DraftJob(events, question, "token", c["prefill_drafts"], eos=self.verifier.eos_token_id)
         else:
             if c.get("decode_adapter"):
-                source = HeadDrafter(self.heads[c["decode_adapter"]], self.verifier, c["adaptive"])
+                source = HeadDrafter(self.heads[c["decode_adapter"]], self.verifier, c["adaptive"], c["compile"])
             if c.get("prefill_adapter") or (source is not None and source.uses_drafter):
                 job = DraftJob(events, question, c.get("prefill_adapter"),
                                c["prefill_drafts"] if c.get("prefill_adapter") else 0, c["feed_own"],
@@ -200,6 +200,7 @@ def summarize(rows: dict[str, list[dict]], configs: dict, settings: dict) -> dic
         forwards = [r["verifier_forwards"] for r in recs]
         drafted = sum(d for r in recs for d, _, _ in r["rounds"])
         accepted = sum(a for r in recs for _, a, _ in r["rounds"])
+        drafting = [a + 1 for r in recs for d, a, _ in r["rounds"] if d]
         prefill = [r["prefill_s"] for r in recs if r["prefill_s"] is not None]
         out[name] = {
             "kind": configs[name]["kind"],
@@ -210,6 +211,7 @@ def summarize(rows: dict[str, list[dict]], configs: dict, settings: dict) -> dic
             "tokens_per_s": tokens / wall,
             "speedup": speedup,
             "tau": None if None in forwards else tokens / sum(forwards),
+            "tau_round": statistics.mean(drafting) if drafting else None,
             "acceptance_rate": accepted / drafted if drafted else None,
             "acceptance_histogram": {str(k): v for k, v in sorted(hist.items())},
             "ideal_speedup": ideal,
@@ -234,8 +236,8 @@ def summarize(rows: dict[str, list[dict]], configs: dict, settings: dict) -> dic
 
 
 def markdown(summary: dict) -> str:
-    head = ("| config | speedup | tokens/s | τ | accept | ideal | efficiency | prefill ms | decode ms "
-            "| early drafts (acc.) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| config | speedup | tokens/s | τ | τ/round | accept | ideal | efficiency | prefill ms | decode ms "
+            "| early drafts (acc.) |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 
     def f(x, fmt):
         return "–" if x is None else format(x, fmt)
@@ -246,6 +248,7 @@ def markdown(summary: dict) -> str:
         pre = None if s["prefill_s_mean"] is None else s["prefill_s_mean"] * 1e3
         dec = None if s["decode_s_mean"] is None else s["decode_s_mean"] * 1e3
         lines.append(f"| {name} | {s['speedup']:.3f} | {s['tokens_per_s']:.0f} | {f(s['tau'], '.2f')} "
+                     f"| {f(s['tau_round'], '.2f')} "
                      f"| {f(s['acceptance_rate'], '.2f')} | {f(s['ideal_speedup'], '.3f')} "
                      f"| {f(s['efficiency'], '.2f')} | {f(pre, '.2f')} | {f(dec, '.2f')} | {early} |")
     return head + "\n".join(lines) + "\n"

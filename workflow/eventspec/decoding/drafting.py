@@ -87,10 +87,12 @@ class TokenDrafter:
 
 class HeadDrafter:
     """γ drafts per round from a decode head, none past a drafted EOS; ``adaptive`` > 0 stops a round once
-    the head's top-1 probability through the verifier's LM head falls below it (EAGLE-2's confidence stop)."""
+    the head's top-1 probability through the verifier's LM head falls below it (EAGLE-2's confidence stop).
+    ``compile``: head + LM head run as one ``torch.compile``-d step (dynamic in the history length)."""
 
-    def __init__(self, head: torch.nn.Module, verifier_backend, adaptive: float = 0.0):
+    def __init__(self, head: torch.nn.Module, verifier_backend, adaptive: float = 0.0, compile: bool = False):
         self.head = head
+        self.predict = torch.compile(self._predict, dynamic=True) if compile else self._predict
         self.lm_head = verifier_backend.lm_head
         self.embed = verifier_backend.embed
         self.eos = verifier_backend.eos_token_id
@@ -110,6 +112,11 @@ class HeadDrafter:
             inputs["token_embeds"] = self.embed(ids).to(dtype)
         return inputs
 
+    def _predict(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's predicted next verifier state and its float32 logits through the verifier's LM head."""
+        predicted = self.head(**inputs)[0, -1]
+        return predicted, self.lm_head(predicted.to(self.lm_head.weight.dtype)).float()
+
     @torch.no_grad()
     def draft(self, verifier: Track, answer: list[int], k: int) -> list[int]:
         """Up to ``k`` drafts continuing ``answer``; the verifier has read all of it but its last token."""
@@ -119,8 +126,7 @@ class HeadDrafter:
             sync(self.drafter, answer)
         drafts: list[int] = []
         while len(drafts) < k:
-            predicted = self.head(**self._inputs(known, tokens))[0, -1]
-            logits = self.lm_head(predicted.to(self.lm_head.weight.dtype)).float()
+            predicted, logits = self.predict(self._inputs(known, tokens))
             if self.adaptive and drafts and logits.softmax(-1).max() < self.adaptive:
                 break
             drafts.append(greedy_token(logits))
