@@ -100,7 +100,8 @@ def read_seeds_layout(path: Path, batch_size: int, seed: int) -> int:
 
 
 def read_our_layout(path: Path, batch_size: int, seed: int) -> int:
-    batches = FeatureStore(path).batches(batch_size, teacher_forced=False, shuffle=True, seed=seed)
+    # Our copy holds only FIELDS, not a whole feature store: no layout check.
+    batches = FeatureStore(path, check_layout=False).batches(batch_size, teacher_forced=False, shuffle=True, seed=seed)
     return sum(int(b.drafter.shape[0]) for b in batches)
 
 

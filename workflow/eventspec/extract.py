@@ -32,6 +32,7 @@ from .models.drafter import load_drafter
 from .models.eventgpt import MODEL_TYPE as EVENTGPT_MODEL_TYPE
 from .models.loading import check_shared_vocabulary, load_tokenizer, locate_checkpoint, read_model_config, shared_vocab_size
 from .models.verifier import load_verifier
+from .store_layout import validate_layout
 
 WHOLE_SHARD = 1 << 30
 """Chunk rows meaning "one chunk per shard" (store.open_for_writing caps chunks at the shard size)."""
@@ -243,6 +244,7 @@ def extract_features(
     """Extract one shard of a split into ``out`` (a feature store), resuming from its committed rows."""
     ex = cfg["extract"]
     group, n_windows = store.open_committed(samples)
+    validate_layout(samples, "sample")
     questions = [q["text"] for q in group.attrs["questions"]]
     plan = PairPlan.for_split(n_windows, len(questions), ex).shard(*shard)
     digest = check_sample_store(samples, samples_digest, np.unique(plan.windows))
@@ -278,7 +280,7 @@ def extract_features(
             store.append_rows(features, {name: np.concatenate([p[name] for p in pending]) for name in layout})
             pending = []
     bar.close()
-    return store.finish(out)
+    return store.finish(out, kind="feature")
 
 
 def gather_features(parts: list[str | Path], out: str | Path) -> Path:
@@ -290,7 +292,9 @@ def gather_features(parts: list[str | Path], out: str | Path) -> Path:
     first, _ = store.open_committed(parts[0])
     attrs = {k: v for k, v in first.attrs["identity"].items() if k != "shard"}
     layout = {
-        name: store.ArraySpec(tuple(a.shape[1:]), str if a.dtype.kind == "T" else a.dtype, a.chunks[0], a.chunks[1:])
+        name: store.ArraySpec(
+            tuple(a.shape[1:]), str if a.dtype.kind == "T" else a.dtype, a.chunks[0], a.chunks[1:], a.compressors[0]
+        )
         for name, a in first.arrays()
     }
     shard_rows = first[next(iter(layout))].shards[0]
@@ -312,4 +316,4 @@ def gather_features(parts: list[str | Path], out: str | Path) -> Path:
                 buffered -= shard_rows
     if buffered:
         store.append_rows(gathered, {name: np.concatenate(blocks) for name, blocks in pending.items()})
-    return store.finish(out)
+    return store.finish(out, kind="feature")

@@ -25,6 +25,7 @@ import torch
 
 from . import store
 from .hidden_dtype import stored_tensor
+from .store_layout import validate_layout
 
 DEFAULT_BLOCK_BYTES = 64 * 2**20
 DEFAULT_BUFFER_BYTES = 64 * 2**20
@@ -92,9 +93,13 @@ def concat(parts: list[FeatureBatch]) -> FeatureBatch:
 
 
 class FeatureStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, check_layout: bool = True):
+        """Open a committed feature store; ``check_layout`` first checks it against xsd/feature_store.schema.json
+        (about 10 ms: metadata only). Only a store that holds part of the arrays on purpose skips it."""
         self.path = Path(path)
         self.group, self.n = store.open_committed(self.path)
+        if check_layout:
+            validate_layout(self.path, "feature")
         if self.n == 0:
             raise store.StoreError(f"{self.path}: feature store has zero committed rows")
         self.logical_dtype = self.group.attrs["logical_dtype"]

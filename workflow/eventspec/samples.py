@@ -183,7 +183,7 @@ def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
         n_written = store.append_rows(group, _stack(pending, layout))
     if n_written == 0:
         raise DataError(f"{data['root']}/{split}: no windows of {scfg['window_ms']} ms")
-    return store.finish(out)
+    return store.finish(out, kind="sample")
 
 
 def _stack(rows: list[dict], layout: dict) -> dict:

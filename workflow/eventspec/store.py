@@ -129,8 +129,15 @@ def append_rows(group: zarr.Group, rows: dict[str, np.ndarray]) -> int:
     return stop
 
 
-def finish(out: str | Path) -> Path:
-    """Trim arrays to the committed rows and move ``<out>.partial`` into place."""
+def finish(out: str | Path, kind: str | None = None) -> Path:
+    """Trim arrays to the committed rows and move ``<out>.partial`` into place.
+
+    With ``kind`` ("sample", "feature"), the trimmed store must first match its
+    contract ``xsd/<kind>_store.schema.json``: a layout drift fails the writer,
+    and the declared output never appears.
+    """
+    from .store_layout import validate_layout  # store_layout imports this module
+
     out = Path(out)
     work = partial_path(out)
     group = zarr.open_group(work, mode="r+")
@@ -138,6 +145,8 @@ def finish(out: str | Path) -> Path:
     for _, array in group.arrays():
         if array.shape[0] != n:
             array.resize((n, *array.shape[1:]))
+    if kind is not None:
+        validate_layout(work, kind)
     if out.exists():
         shutil.rmtree(out)
     os.replace(work, out)
