@@ -153,15 +153,20 @@ def finish(out: str | Path, kind: str | None = None) -> Path:
     return out
 
 
-def open_committed(path: str | Path) -> tuple[zarr.Group, int]:
-    """Open a store read-only with its committed row count."""
+def open_read_only(path: str | Path) -> zarr.Group:
+    """The store at ``path``, read-only; a missing path or a non-zarr directory is a ``StoreError`` naming it."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: store missing")
     try:
-        group = zarr.open_group(path, mode="r")
+        return zarr.open_group(path, mode="r")
     except (OSError, ValueError) as err:
         raise StoreError(f"{path}: not a zarr store ({err})") from err
+
+
+def open_committed(path: str | Path) -> tuple[zarr.Group, int]:
+    """Open a store read-only with its committed row count."""
+    group = open_read_only(path)
     return group, n_committed(group)
 
 

@@ -28,7 +28,7 @@ import jsonschema
 import zarr
 
 from .schemas import _schema
-from .store import StoreError
+from .store import StoreError, open_read_only
 
 KINDS = {"sample": "sample_store", "feature": "feature_store"}
 """Store kind -> schema name in ``xsd/``."""
@@ -39,12 +39,7 @@ ROWS = "N"
 def describe(path: str | Path) -> dict:
     """The layout description of the store at ``path`` (see the module docstring)."""
     path = Path(path)
-    if not path.exists():
-        raise StoreError(f"{path}: store missing")
-    try:
-        group = zarr.open_group(path, mode="r")
-    except (OSError, ValueError) as err:
-        raise StoreError(f"{path}: not a zarr store ({err})") from err
+    group = open_read_only(path)
     if group.metadata.zarr_format != 3:
         raise StoreError(f"{path}: zarr format {group.metadata.zarr_format}, stores are zarr v3")
     return {
