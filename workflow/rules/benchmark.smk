@@ -1,15 +1,3 @@
-def bench_dir():
-    return f"{RESULTS}/bench"
-
-
-def benchmark_adapters():
-    """Trained adapters the configured benchmark configurations load (from the adapter stage)."""
-    names = set()
-    for c in config["benchmark"]["configs"].values():
-        names.update(n for n in (c.get("prefill_adapter"), c.get("decode_adapter")) if n)
-    return [f"{RESULTS}/adapters/{n}/best.safetensors" for n in sorted(names)]
-
-
 rule benchmark:
     input:
         samples=sample_digest("test"),
@@ -23,8 +11,10 @@ rule benchmark:
         cfg=config_json("results", "models", "benchmark"),
         code=code_digest("decoding.benchmark"),
         samples=sample_store("test"),
-        out=bench_dir(),
+        out=lambda w: bench_dir(),
     threads: config["benchmark"]["threads"] + config["benchmark"]["worker_threads"]
+    conda:
+        software_env()
     log:
         f"{RESULTS}/logs/benchmark.log",
     shell:

@@ -7,6 +7,8 @@ if config["data"]["source"] == "toy":
         params:
             cfg=config_json("toy"),
             code=code_digest("toyworld.manifest"),
+        conda:
+            software_env()
         log:
             f"{RESULTS}/logs/toy_sequences.log",
         shell:
@@ -23,6 +25,8 @@ rule prepare_samples:
     params:
         cfg=config_json("data", "samples"),
         code=code_digest("samples", "digest"),
+    conda:
+        software_env()
     log:
         f"{RESULTS}/logs/prepare_samples_{{split}}.log",
     shell:

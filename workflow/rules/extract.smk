@@ -9,6 +9,8 @@ rule extract_features:
         code=code_digest("extract"),
         samples=sample_store("{split}"),
         shards=config["extract"]["shards"],
+    conda:
+        software_env()
     log:
         f"{RESULTS}/logs/extract_{{split}}_{{shard}}.log",
     shell:
@@ -26,6 +28,8 @@ rule gather_features:
         digest=feature_digest("{split}"),
     params:
         code=code_digest("extract"),
+    conda:
+        software_env()
     log:
         f"{RESULTS}/logs/gather_{{split}}.log",
     shell:

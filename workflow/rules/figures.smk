@@ -1,16 +1,3 @@
-BENCH_FIGURES = [
-    "benchmark_speedup",
-    "benchmark_breakdown",
-    "benchmark_acceptance",
-    "benchmark_histogram",
-    "benchmark_timeline",
-]
-
-
-def figure_path(name):
-    return f"{RESULTS}/figures/{name}.png"
-
-
 for _figure in BENCH_FIGURES:
 
     rule:
@@ -23,6 +10,8 @@ for _figure in BENCH_FIGURES:
         params:
             name=_figure,
             code=code_digest(f"figures.{_figure}"),
+        conda:
+            software_env()
         log:
             f"{RESULTS}/logs/figure_{_figure}.log",
         shell:

@@ -14,6 +14,8 @@ if config["data"]["source"] == "toy":
             code=code_digest("toy.trainer", "digest"),
             train=sample_store("train"),
             test=sample_store("test"),
+        conda:
+            software_env()
         log:
             f"{RESULTS}/logs/toy_models.log",
         shell:
@@ -31,6 +33,8 @@ rule extract_lm_head:
     params:
         cfg=model_json("verifier"),
         code=code_digest("lm_head"),
+    conda:
+        software_env()
     log:
         f"{RESULTS}/logs/extract_lm_head.log",
     shell:

@@ -17,8 +17,10 @@ rule train_adapter:
         code=code_digest("adapters.train"),
         train=feature_store("train"),
         test=feature_store("test"),
-        verifier=config["models"]["verifier"]["path"],
+        verifier=verifier_path,
         out=lambda w: adapter_dir(w.name),
+    conda:
+        software_env()
     log:
         f"{RESULTS}/logs/train_adapter_{{name}}.log",
     shell:
@@ -34,6 +36,8 @@ rule plot_training:
         f"{RESULTS}/figures/adapters/{{name}}/training_curves.png",
     params:
         code=code_digest("figures.training_curves"),
+    conda:
+        software_env()
     log:
         f"{RESULTS}/logs/plot_training_{{name}}.log",
     shell:
