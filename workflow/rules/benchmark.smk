@@ -5,7 +5,12 @@ rule benchmark:
         adapters=benchmark_adapters(),
     output:
         summary=f"{bench_dir()}/summary.json",
-        table=f"{bench_dir()}/summary.md",
+        table=report(
+            f"{bench_dir()}/summary.md",
+            caption="../report/benchmark_table.rst",
+            category="Benchmark",
+            labels={"result": "summary table"},
+        ),
         samples=[f"{bench_dir()}/{name}.jsonl" for name in config["benchmark"]["configs"]],
     params:
         cfg=config_json("results", "models", "benchmark"),

@@ -62,7 +62,13 @@ rule plot_metrics_summary:
         evaluation_file("{name}", "acceptance_metrics.json"),
         evaluation_file("{name}", "position_stats.json"),
     output:
-        f"{RESULTS}/figures/evaluation/{{name}}/metrics_summary.png",
+        report(
+            f"{RESULTS}/figures/evaluation/{{name}}/metrics_summary.png",
+            caption="../report/metrics_summary.rst",
+            category="Evaluation",
+            subcategory="{name}",
+            labels={"adapter": "{name}", "result": "metrics summary"},
+        ),
     params:
         code=code_digest("figures.metrics_summary"),
         tau=config["evaluate"]["tau"],
@@ -78,7 +84,13 @@ rule plot_stage_timeline:
     input:
         evaluation_file("{name}", "acceptance_metrics.json"),
     output:
-        f"{RESULTS}/figures/evaluation/{{name}}/stage_timeline.png",
+        report(
+            f"{RESULTS}/figures/evaluation/{{name}}/stage_timeline.png",
+            caption="../report/stage_timeline.rst",
+            category="Evaluation",
+            subcategory="{name}",
+            labels={"adapter": "{name}", "result": "stage timeline"},
+        ),
     params:
         code=code_digest("figures.stage_timeline"),
         tau=config["evaluate"]["tau"],
@@ -95,7 +107,13 @@ rule plot_token_metrics:
         evaluation_file("{name}", "acceptance_metrics.json"),
         evaluation_file("{name}", "position_stats.json"),
     output:
-        f"{RESULTS}/figures/evaluation/{{name}}/token_metrics.png",
+        report(
+            f"{RESULTS}/figures/evaluation/{{name}}/token_metrics.png",
+            caption="../report/token_metrics.rst",
+            category="Evaluation",
+            subcategory="{name}",
+            labels={"adapter": "{name}", "result": "token metrics"},
+        ),
     params:
         code=code_digest("figures.token_metrics"),
         tau=config["evaluate"]["tau"],
@@ -111,7 +129,13 @@ rule plot_adapter_comparison:
     input:
         all_metrics(),
     output:
-        f"{RESULTS}/figures/evaluation/adapter_comparison.png",
+        report(
+            f"{RESULTS}/figures/evaluation/adapter_comparison.png",
+            caption="../report/adapter_comparison.rst",
+            category="Evaluation",
+            subcategory="All adapters",
+            labels={"adapter": "all", "result": "adapter comparison"},
+        ),
     params:
         code=code_digest("figures.adapter_comparison"),
         tau=config["evaluate"]["tau"],
@@ -127,7 +151,13 @@ rule report:
     input:
         all_metrics(),
     output:
-        f"{RESULTS}/report/METRICS_COMPARISON.md",
+        report(
+            f"{RESULTS}/report/METRICS_COMPARISON.md",
+            caption="../report/metrics_comparison.rst",
+            category="Evaluation",
+            subcategory="All adapters",
+            labels={"adapter": "all", "result": "metrics table"},
+        ),
     params:
         code=code_digest("evaluation.report"),
         cfg=lambda w: json.dumps({"evaluate": {"tau": config["evaluate"]["tau"]}}),

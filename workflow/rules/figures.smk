@@ -6,7 +6,12 @@ for _figure in BENCH_FIGURES:
         input:
             f"{RESULTS}/bench/summary.json",
         output:
-            figure_path(_figure),
+            report(
+                figure_path(_figure),
+                caption=f"../report/{_figure}.rst",
+                category="Benchmark",
+                labels={"result": _figure.removeprefix("benchmark_")},
+            ),
         params:
             name=_figure,
             code=code_digest(f"figures.{_figure}"),

@@ -33,7 +33,12 @@ rule plot_training:
     input:
         adapter_file("{name}", "history.json"),
     output:
-        f"{RESULTS}/figures/adapters/{{name}}/training_curves.png",
+        report(
+            f"{RESULTS}/figures/adapters/{{name}}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            labels={"adapter": "{name}", "result": "training curves"},
+        ),
     params:
         code=code_digest("figures.training_curves"),
     conda:
