@@ -12,16 +12,16 @@ rule benchmark:
             labels={"result": "summary table"},
         ),
         samples=[f"{bench_dir()}/{name}.jsonl" for name in config["benchmark"]["configs"]],
+    log:
+        f"{RESULTS}/logs/benchmark.log",
+    conda:
+        software_env()
+    threads: config["benchmark"]["threads"] + config["benchmark"]["worker_threads"]
     params:
         cfg=config_json("results", "models", "benchmark"),
         code=code_digest("decoding.benchmark"),
         samples=sample_store("test"),
         out=lambda w: bench_dir(),
-    threads: config["benchmark"]["threads"] + config["benchmark"]["worker_threads"]
-    conda:
-        software_env()
-    log:
-        f"{RESULTS}/logs/benchmark.log",
     shell:
         "eventspec benchmark --config-json {params.cfg:q} --samples {params.samples}"
         " --output_dir {params.out} > {log} 2>&1"

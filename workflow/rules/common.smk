@@ -191,8 +191,11 @@ def evaluation_targets():
         for figure in ("metrics_summary", "stage_timeline", "token_metrics")
     ]
     per_pair = [f"{RESULTS}/figures/evaluation/{name}/stage_timeline.png" for name in two_phase_pairs()]
-    return per_adapter + per_pair + [f"{RESULTS}/figures/evaluation/adapter_comparison.png",
-                                     f"{RESULTS}/report/METRICS_COMPARISON.md"]
+    return (
+        per_adapter
+        + per_pair
+        + [f"{RESULTS}/figures/evaluation/adapter_comparison.png", f"{RESULTS}/report/METRICS_COMPARISON.md"]
+    )
 
 
 REGISTERED = "|".join(re.escape(n) for n in config["adapters"]) or "^$"

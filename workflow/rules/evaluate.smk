@@ -9,8 +9,12 @@ rule evaluate_adapter:
     output:
         metrics=evaluation_file("{name}", "acceptance_metrics.json"),
         positions=evaluation_file("{name}", "position_stats.json"),
+    log:
+        f"{RESULTS}/logs/evaluate_adapter_{{name}}.log",
     wildcard_constraints:
         name=REGISTERED,
+    conda:
+        software_env()
     params:
         cfg=evaluation_json(),
         code=code_digest("evaluation.evaluate", "evaluation.timing"),
@@ -18,10 +22,6 @@ rule evaluate_adapter:
         adapter=lambda w: adapter_dir(w.name),
         verifier=verifier_path,
         out=lambda w: evaluation_dir(w.name),
-    conda:
-        software_env()
-    log:
-        f"{RESULTS}/logs/evaluate_adapter_{{name}}.log",
     shell:
         "eventspec evaluate --config-json {params.cfg:q} --checkpoint {params.adapter} --test_data {params.test}"
         " --lm_head {input.lm_head} --verifier {params.verifier} --output_dir {params.out} --threads {threads} 2> {log}"
@@ -36,9 +36,13 @@ rule evaluate_two_phase:
         bench=bench_inputs(),
     output:
         evaluation_file("{prefill}__{decode}", "acceptance_metrics.json"),
+    log:
+        f"{RESULTS}/logs/evaluate_two_phase_{{prefill}}__{{decode}}.log",
     wildcard_constraints:
         prefill=REGISTERED,
         decode=REGISTERED,
+    conda:
+        software_env()
     params:
         cfg=evaluation_json(),
         code=code_digest("evaluation.evaluate", "evaluation.timing"),
@@ -47,10 +51,6 @@ rule evaluate_two_phase:
         decode=lambda w: adapter_dir(w.decode),
         verifier=verifier_path,
         out=lambda w: evaluation_dir(f"{w.prefill}__{w.decode}"),
-    conda:
-        software_env()
-    log:
-        f"{RESULTS}/logs/evaluate_two_phase_{{prefill}}__{{decode}}.log",
     shell:
         "eventspec evaluate --config-json {params.cfg:q} --prefill_checkpoint {params.prefill}"
         " --decode_checkpoint {params.decode} --test_data {params.test} --lm_head {input.lm_head}"
@@ -69,13 +69,13 @@ rule plot_metrics_summary:
             subcategory="{name}",
             labels={"adapter": "{name}", "result": "metrics summary"},
         ),
+    log:
+        f"{RESULTS}/logs/plot_metrics_summary_{{name}}.log",
+    conda:
+        software_env()
     params:
         code=code_digest("figures.metrics_summary"),
         tau=config["evaluate"]["tau"],
-    conda:
-        software_env()
-    log:
-        f"{RESULTS}/logs/plot_metrics_summary_{{name}}.log",
     shell:
         "eventspec plot metrics_summary --metrics {input} --tau {params.tau} --out {output} 2> {log}"
 
@@ -91,13 +91,13 @@ rule plot_stage_timeline:
             subcategory="{name}",
             labels={"adapter": "{name}", "result": "stage timeline"},
         ),
+    log:
+        f"{RESULTS}/logs/plot_stage_timeline_{{name}}.log",
+    conda:
+        software_env()
     params:
         code=code_digest("figures.stage_timeline"),
         tau=config["evaluate"]["tau"],
-    conda:
-        software_env()
-    log:
-        f"{RESULTS}/logs/plot_stage_timeline_{{name}}.log",
     shell:
         "eventspec plot stage_timeline --metrics {input} --tau {params.tau} --out {output} 2> {log}"
 
@@ -114,13 +114,13 @@ rule plot_token_metrics:
             subcategory="{name}",
             labels={"adapter": "{name}", "result": "token metrics"},
         ),
+    log:
+        f"{RESULTS}/logs/plot_token_metrics_{{name}}.log",
+    conda:
+        software_env()
     params:
         code=code_digest("figures.token_metrics"),
         tau=config["evaluate"]["tau"],
-    conda:
-        software_env()
-    log:
-        f"{RESULTS}/logs/plot_token_metrics_{{name}}.log",
     shell:
         "eventspec plot token_metrics --metrics {input} --tau {params.tau} --out {output} 2> {log}"
 
@@ -136,13 +136,13 @@ rule plot_adapter_comparison:
             subcategory="All adapters",
             labels={"adapter": "all", "result": "adapter comparison"},
         ),
+    log:
+        f"{RESULTS}/logs/plot_adapter_comparison.log",
+    conda:
+        software_env()
     params:
         code=code_digest("figures.adapter_comparison"),
         tau=config["evaluate"]["tau"],
-    conda:
-        software_env()
-    log:
-        f"{RESULTS}/logs/plot_adapter_comparison.log",
     shell:
         "eventspec plot adapter_comparison --metrics {input} --tau {params.tau} --out {output} 2> {log}"
 
@@ -158,12 +158,12 @@ rule report:
             subcategory="All adapters",
             labels={"adapter": "all", "result": "metrics table"},
         ),
+    log:
+        f"{RESULTS}/logs/report.log",
+    conda:
+        software_env()
     params:
         code=code_digest("evaluation.report"),
         cfg=lambda w: json.dumps({"evaluate": {"tau": config["evaluate"]["tau"]}}),
-    conda:
-        software_env()
-    log:
-        f"{RESULTS}/logs/report.log",
     shell:
         "eventspec report --config-json {params.cfg:q} --metrics {input} --out {output} 2> {log}"

@@ -12,13 +12,13 @@ for _figure in BENCH_FIGURES:
                 category="Benchmark",
                 labels={"result": _figure.removeprefix("benchmark_")},
             ),
+        log:
+            f"{RESULTS}/logs/figure_{_figure}.log",
+        conda:
+            software_env()
         params:
             name=_figure,
             code=code_digest(f"figures.{_figure}"),
-        conda:
-            software_env()
-        log:
-            f"{RESULTS}/logs/figure_{_figure}.log",
         shell:
             "eventspec figure {params.name} --source {input} --out {output} 2> {log}"
 

@@ -12,6 +12,10 @@ rule train_adapter:
         last=adapter_file("{name}", "last.safetensors"),
         config=adapter_file("{name}", "config.json"),
         history=adapter_file("{name}", "history.json"),
+    log:
+        f"{RESULTS}/logs/train_adapter_{{name}}.log",
+    conda:
+        software_env()
     params:
         cfg=lambda w: adapter_config_json(w.name),
         code=code_digest("adapters.train"),
@@ -19,10 +23,6 @@ rule train_adapter:
         test=feature_store("test"),
         verifier=verifier_path,
         out=lambda w: adapter_dir(w.name),
-    conda:
-        software_env()
-    log:
-        f"{RESULTS}/logs/train_adapter_{{name}}.log",
     shell:
         "eventspec train-adapter --config-json {params.cfg:q} --name {wildcards.name}"
         " --train-store {params.train} --test-store {params.test} --lm-head {input.lm_head}"
@@ -39,11 +39,11 @@ rule plot_training:
             category="Training",
             labels={"adapter": "{name}", "result": "training curves"},
         ),
-    params:
-        code=code_digest("figures.training_curves"),
-    conda:
-        software_env()
     log:
         f"{RESULTS}/logs/plot_training_{{name}}.log",
+    conda:
+        software_env()
+    params:
+        code=code_digest("figures.training_curves"),
     shell:
         "eventspec plot-training --history {input} --out {output} 2> {log}"
