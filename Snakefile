@@ -1,5 +1,5 @@
 # EventSpec: cross-modal speculative decoding, from an event-camera VLM (drafter)
-# to a video VLM (verifier). Run `snakemake --cores N`; see README.md.
+# to a video VLM (verifier). Run `snakemake --cores N`, then `snakemake --report report.html`; see README.md.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -9,6 +9,9 @@ configfile: "config.yaml"
 
 
 validate(config, "xsd/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
@@ -22,6 +25,6 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

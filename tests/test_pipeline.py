@@ -6,6 +6,8 @@ never touched). Snakemake re-runs a job when its params (config slice, code
 digest) change, so the dry-run job set is exactly what an edit would rerun.
 """
 
+import base64
+import html
 import json
 import os
 import re
@@ -18,6 +20,7 @@ import jsonschema
 import pytest
 import yaml
 import zarr
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "tests/config.test.yaml"
@@ -169,3 +172,121 @@ def test_metric_code_edit_reruns_evaluations_figures_and_report_not_training(fin
     jobs = rerun_jobs(finished, source / "Snakefile")
     assert jobs["evaluate_adapter"] == 2 and jobs["evaluate_two_phase"] == 1 and jobs["report"] == 1
     assert "train_adapter" not in jobs and "plot_training" not in jobs
+
+
+# The Snakemake report (snakemake --report): every figure and table, with its caption from workflow/report/.
+
+REPORTED = {
+    **{f"results-test/figures/adapters/{a}/training_curves.png": ("Training", "Other") for a in ("L1", "L5F")},
+    **{f"results-test/figures/evaluation/{a}/{f}.png": ("Evaluation", a)
+       for a in ("L1", "L5F") for f in ("metrics_summary", "stage_timeline", "token_metrics")},
+    "results-test/figures/evaluation/L1__L5F/stage_timeline.png": ("Evaluation", "L1__L5F"),
+    "results-test/figures/evaluation/adapter_comparison.png": ("Evaluation", "All adapters"),
+    "results-test/report/METRICS_COMPARISON.md": ("Evaluation", "All adapters"),
+    **{f"results-test/figures/benchmark_{f}.png": ("Benchmark", "Other")
+       for f in ("speedup", "breakdown", "acceptance", "histogram", "timeline")},
+    "results-test/bench/summary.md": ("Benchmark", "Other"),
+}
+"""Report entry -> (category, subcategory) for the test config."""
+
+
+@pytest.fixture(scope="module")
+def report_html(finished):
+    out = finished / "report.html"
+    res = snakemake(finished, "--report", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def report_variable(page: str, name: str):
+    """The JSON value the report's HTML assigns to the script variable ``name`` (``var results = {...}``)."""
+    match = re.search(rf'var {name} = (?=[{{\["])', page)
+    return json.JSONDecoder().raw_decode(page, match.end())[0]
+
+
+def test_report_holds_every_figure_and_table_with_its_caption(finished, report_html):
+    page = report_html.read_text()
+    results, categories = report_variable(page, "results"), report_variable(page, "categories")
+    assert set(results) == set(REPORTED)
+    figures = {str(p.relative_to(finished)) for p in (finished / "results-test/figures").rglob("*.png")}
+    assert figures <= set(results), "every figure the pipeline makes is in the report"
+    placed = {path: (cat, sub) for cat, subs in categories.items() for sub, paths in subs.items() for path in paths}
+    assert placed == REPORTED
+    for path, entry in results.items():
+        data = entry["data_uri"].split(";base64,", 1)[1]
+        assert base64.b64decode(data) == (finished / path).read_bytes(), path
+        assert entry["mime_type"] == ("image/png" if path.endswith(".png") else "text/markdown"), path
+        assert len(entry["caption"]) > 100, path
+    curves = results["results-test/figures/adapters/L5F/training_curves.png"]
+    assert "<tt class=\"docutils literal\">L5F</tt>" in curves["caption"] and curves["labels"]["adapter"] == "L5F"
+    # The tables are shown in their captions, as the Markdown files' text.
+    for table in ("results-test/report/METRICS_COMPARISON.md", "results-test/bench/summary.md"):
+        rows = [line for line in (finished / table).read_text().splitlines() if line.startswith("| ")]
+        caption = html.unescape(results[table]["caption"])
+        assert rows and all(row in caption for row in rows), table
+    description = report_variable(page, "workflow_desc")
+    assert "cross-modal speculative decoding" in description and 'data source <tt class="docutils literal">toy' in description
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+SHOWN = "results-test/figures/evaluation/L1/metrics_summary.png"
+BROWSER_CHECK = """
+<script>
+// Added by tests/test_pipeline.py: load every image of the report, then show one with its caption, as a click does.
+window.addEventListener("load", async () => {
+  const shownPath = SHOWN_PATH;
+  const sizes = {};
+  // Loads (not img.decode()) hold Chromium's virtual time until they finish.
+  const images = Object.entries(results).filter(([path, entry]) => entry.mime_type.startsWith("image/"));
+  await Promise.all(images.map(([path, entry]) => new Promise(resolve => {
+    const img = new Image();
+    img.onload = () => { sizes[path] = [img.naturalWidth, img.naturalHeight]; resolve(); };
+    img.onerror = () => { sizes[path] = "failed to load"; resolve(); };
+    img.src = entry.data_uri;
+  })));
+  app.setView({navbarMode: "resultinfo", category: "Evaluation", subcategory: "L1", content: "img",
+               contentPath: results[shownPath].data_uri, resultPath: shownPath});
+  await new Promise(resolve => setTimeout(resolve, 500));
+  const shown = [...document.querySelectorAll("img")].filter(img => img.src === results[shownPath].data_uri);
+  const out = document.createElement("pre");
+  out.id = "eventspec-check";
+  out.hidden = true;
+  out.textContent = JSON.stringify({sizes, shown: shown.map(img => [img.naturalWidth, img.width])});
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def chromium(*args):
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1600,1000",
+           "--virtual-time-budget=20000", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH (apt-get install chromium); the report's "
+                    "contents are still checked by test_report_holds_every_figure_and_table_with_its_caption")
+def test_report_renders_every_figure_in_chromium(finished, report_html, tmp_path):
+    """Headless Chromium opens the report, loads every image in it and shows one with its caption, as a click does.
+    With EVENTSPEC_REPORT_SCREENSHOT=<path> the test also saves a screenshot of that view there."""
+    page = tmp_path / "report.html"
+    script = BROWSER_CHECK.replace("SHOWN_PATH", json.dumps(SHOWN))
+    head, body_end, tail = report_html.read_text().rpartition("</body>")  # the last one: scripts hold others
+    page.write_text(f"{head}{script}{body_end}{tail}")
+    res = chromium("--dump-dom", page.as_uri())
+    match = re.search(r'<pre id="eventspec-check" hidden="">(.*?)</pre>', res.stdout, re.S)
+    assert match, f"the check did not run: {res.stderr[-2000:]}"
+    check = json.loads(html.unescape(match.group(1)))
+    assert set(check["sizes"]) == {p for p in REPORTED if p.endswith(".png")}
+    for path, size in check["sizes"].items():
+        with Image.open(finished / path) as png:
+            assert size == list(png.size), path
+    assert len(check["shown"]) == 1 and check["shown"][0][0] > 0 and check["shown"][0][1] > 400, check["shown"]
+    assert 'Held-out acceptance of <tt class="docutils literal">L1</tt>' in res.stdout, "the caption beside it"
+    shot = tmp_path / "report.png"
+    res = chromium(f"--screenshot={shot}", page.as_uri())
+    assert shot.is_file(), res.stderr[-2000:]
+    with Image.open(shot) as png:
+        assert png.size == (1600, 1000) and len(png.convert("RGB").getcolors(1 << 20) or []) > 256
+    if os.environ.get("EVENTSPEC_REPORT_SCREENSHOT"):
+        shutil.copy(shot, os.environ["EVENTSPEC_REPORT_SCREENSHOT"])

@@ -1,68 +1,5 @@
 # Stage 3: every trained adapter is evaluated on the test store by its own job (and every configured
 # two-phase pair by its own); each figure is its own job reading only metrics JSON; the report reads them all.
-import re
-
-
-def evaluation_dir(name):
-    return f"{RESULTS}/eval/{name}"
-
-
-def evaluation_file(name, filename):
-    return f"{evaluation_dir(name)}/{filename}"
-
-
-def pair_name(pair):
-    return f"{pair['prefill']}__{pair['decode']}"
-
-
-def two_phase_pairs():
-    """The configured two-phase pairs (evaluate.two_phase); both adapters must be trained."""
-    trained = set(trained_adapters())
-    for i, pair in enumerate(config["evaluate"]["two_phase"]):
-        missing = sorted({pair["prefill"], pair["decode"]} - trained)
-        if missing:
-            raise ValueError(f"evaluate.two_phase[{i}]: {missing} not trained (adapters / train.only)")
-    return [pair_name(p) for p in config["evaluate"]["two_phase"]]
-
-
-def evaluation_json():
-    """The evaluate section without the pair list: adding a pair re-evaluates no adapter."""
-    section = {k: v for k, v in config["evaluate"].items() if k != "two_phase"}
-    return json.dumps({"evaluate": section}, sort_keys=True)
-
-
-def bench_inputs():
-    summary = config["evaluate"]["bench_summary"]
-    return [summary] if summary else []
-
-
-def adapter_eval_inputs(name):
-    """What evaluating one adapter reads: its weights and history, the test store's digest, the LM head."""
-    inputs = [adapter_file(name, f) for f in ("best.safetensors", "config.json", "history.json")]
-    if adapter_entry(name).get("use_token_embedding"):
-        inputs += model_inputs()
-    return inputs
-
-
-def all_metrics():
-    names = trained_adapters() + two_phase_pairs()
-    return [evaluation_file(n, "acceptance_metrics.json") for n in names]
-
-
-def evaluation_targets():
-    per_adapter = [
-        f"{RESULTS}/figures/evaluation/{name}/{figure}.png"
-        for name in trained_adapters()
-        for figure in ("metrics_summary", "stage_timeline", "token_metrics")
-    ]
-    per_pair = [f"{RESULTS}/figures/evaluation/{name}/stage_timeline.png" for name in two_phase_pairs()]
-    return per_adapter + per_pair + [f"{RESULTS}/figures/evaluation/adapter_comparison.png",
-                                     f"{RESULTS}/report/METRICS_COMPARISON.md"]
-
-
-REGISTERED = "|".join(re.escape(n) for n in config["adapters"]) or "^$"
-
-
 rule evaluate_adapter:
     input:
         adapter=lambda w: adapter_eval_inputs(w.name),
@@ -72,17 +9,19 @@ rule evaluate_adapter:
     output:
         metrics=evaluation_file("{name}", "acceptance_metrics.json"),
         positions=evaluation_file("{name}", "position_stats.json"),
+    log:
+        f"{RESULTS}/logs/evaluate_adapter_{{name}}.log",
     wildcard_constraints:
         name=REGISTERED,
+    conda:
+        software_env()
     params:
         cfg=evaluation_json(),
         code=code_digest("evaluation.evaluate", "evaluation.timing"),
         test=feature_store("test"),
         adapter=lambda w: adapter_dir(w.name),
-        verifier=config["models"]["verifier"]["path"],
+        verifier=verifier_path,
         out=lambda w: evaluation_dir(w.name),
-    log:
-        f"{RESULTS}/logs/evaluate_adapter_{{name}}.log",
     shell:
         "eventspec evaluate --config-json {params.cfg:q} --checkpoint {params.adapter} --test_data {params.test}"
         " --lm_head {input.lm_head} --verifier {params.verifier} --output_dir {params.out} --threads {threads} 2> {log}"
@@ -97,19 +36,21 @@ rule evaluate_two_phase:
         bench=bench_inputs(),
     output:
         evaluation_file("{prefill}__{decode}", "acceptance_metrics.json"),
+    log:
+        f"{RESULTS}/logs/evaluate_two_phase_{{prefill}}__{{decode}}.log",
     wildcard_constraints:
         prefill=REGISTERED,
         decode=REGISTERED,
+    conda:
+        software_env()
     params:
         cfg=evaluation_json(),
         code=code_digest("evaluation.evaluate", "evaluation.timing"),
         test=feature_store("test"),
         prefill=lambda w: adapter_dir(w.prefill),
         decode=lambda w: adapter_dir(w.decode),
-        verifier=config["models"]["verifier"]["path"],
+        verifier=verifier_path,
         out=lambda w: evaluation_dir(f"{w.prefill}__{w.decode}"),
-    log:
-        f"{RESULTS}/logs/evaluate_two_phase_{{prefill}}__{{decode}}.log",
     shell:
         "eventspec evaluate --config-json {params.cfg:q} --prefill_checkpoint {params.prefill}"
         " --decode_checkpoint {params.decode} --test_data {params.test} --lm_head {input.lm_head}"
@@ -121,12 +62,20 @@ rule plot_metrics_summary:
         evaluation_file("{name}", "acceptance_metrics.json"),
         evaluation_file("{name}", "position_stats.json"),
     output:
-        f"{RESULTS}/figures/evaluation/{{name}}/metrics_summary.png",
+        report(
+            f"{RESULTS}/figures/evaluation/{{name}}/metrics_summary.png",
+            caption="../report/metrics_summary.rst",
+            category="Evaluation",
+            subcategory="{name}",
+            labels={"adapter": "{name}", "result": "metrics summary"},
+        ),
+    log:
+        f"{RESULTS}/logs/plot_metrics_summary_{{name}}.log",
+    conda:
+        software_env()
     params:
         code=code_digest("figures.metrics_summary"),
         tau=config["evaluate"]["tau"],
-    log:
-        f"{RESULTS}/logs/plot_metrics_summary_{{name}}.log",
     shell:
         "eventspec plot metrics_summary --metrics {input} --tau {params.tau} --out {output} 2> {log}"
 
@@ -135,12 +84,20 @@ rule plot_stage_timeline:
     input:
         evaluation_file("{name}", "acceptance_metrics.json"),
     output:
-        f"{RESULTS}/figures/evaluation/{{name}}/stage_timeline.png",
+        report(
+            f"{RESULTS}/figures/evaluation/{{name}}/stage_timeline.png",
+            caption="../report/stage_timeline.rst",
+            category="Evaluation",
+            subcategory="{name}",
+            labels={"adapter": "{name}", "result": "stage timeline"},
+        ),
+    log:
+        f"{RESULTS}/logs/plot_stage_timeline_{{name}}.log",
+    conda:
+        software_env()
     params:
         code=code_digest("figures.stage_timeline"),
         tau=config["evaluate"]["tau"],
-    log:
-        f"{RESULTS}/logs/plot_stage_timeline_{{name}}.log",
     shell:
         "eventspec plot stage_timeline --metrics {input} --tau {params.tau} --out {output} 2> {log}"
 
@@ -150,12 +107,20 @@ rule plot_token_metrics:
         evaluation_file("{name}", "acceptance_metrics.json"),
         evaluation_file("{name}", "position_stats.json"),
     output:
-        f"{RESULTS}/figures/evaluation/{{name}}/token_metrics.png",
+        report(
+            f"{RESULTS}/figures/evaluation/{{name}}/token_metrics.png",
+            caption="../report/token_metrics.rst",
+            category="Evaluation",
+            subcategory="{name}",
+            labels={"adapter": "{name}", "result": "token metrics"},
+        ),
+    log:
+        f"{RESULTS}/logs/plot_token_metrics_{{name}}.log",
+    conda:
+        software_env()
     params:
         code=code_digest("figures.token_metrics"),
         tau=config["evaluate"]["tau"],
-    log:
-        f"{RESULTS}/logs/plot_token_metrics_{{name}}.log",
     shell:
         "eventspec plot token_metrics --metrics {input} --tau {params.tau} --out {output} 2> {log}"
 
@@ -164,12 +129,20 @@ rule plot_adapter_comparison:
     input:
         all_metrics(),
     output:
-        f"{RESULTS}/figures/evaluation/adapter_comparison.png",
+        report(
+            f"{RESULTS}/figures/evaluation/adapter_comparison.png",
+            caption="../report/adapter_comparison.rst",
+            category="Evaluation",
+            subcategory="All adapters",
+            labels={"adapter": "all", "result": "adapter comparison"},
+        ),
+    log:
+        f"{RESULTS}/logs/plot_adapter_comparison.log",
+    conda:
+        software_env()
     params:
         code=code_digest("figures.adapter_comparison"),
         tau=config["evaluate"]["tau"],
-    log:
-        f"{RESULTS}/logs/plot_adapter_comparison.log",
     shell:
         "eventspec plot adapter_comparison --metrics {input} --tau {params.tau} --out {output} 2> {log}"
 
@@ -178,11 +151,19 @@ rule report:
     input:
         all_metrics(),
     output:
-        f"{RESULTS}/report/METRICS_COMPARISON.md",
+        report(
+            f"{RESULTS}/report/METRICS_COMPARISON.md",
+            caption="../report/metrics_comparison.rst",
+            category="Evaluation",
+            subcategory="All adapters",
+            labels={"adapter": "all", "result": "metrics table"},
+        ),
+    log:
+        f"{RESULTS}/logs/report.log",
+    conda:
+        software_env()
     params:
         code=code_digest("evaluation.report"),
         cfg=lambda w: json.dumps({"evaluate": {"tau": config["evaluate"]["tau"]}}),
-    log:
-        f"{RESULTS}/logs/report.log",
     shell:
         "eventspec report --config-json {params.cfg:q} --metrics {input} --out {output} 2> {log}"

@@ -4,13 +4,15 @@ rule extract_features:
         models=model_inputs(),
     output:
         directory(feature_part("{split}", "{shard}")),
+    log:
+        f"{RESULTS}/logs/extract_{{split}}_{{shard}}.log",
+    conda:
+        software_env()
     params:
         cfg=config_json("models", "extract"),
         code=code_digest("extract"),
         samples=sample_store("{split}"),
         shards=config["extract"]["shards"],
-    log:
-        f"{RESULTS}/logs/extract_{{split}}_{{shard}}.log",
     shell:
         "eventspec extract --config-json {params.cfg:q} --split {wildcards.split}"
         " --samples {params.samples} --samples-digest {input.samples}"
@@ -24,9 +26,11 @@ rule gather_features:
     output:
         store=directory(feature_store("{split}")),
         digest=feature_digest("{split}"),
-    params:
-        code=code_digest("extract"),
     log:
         f"{RESULTS}/logs/gather_{{split}}.log",
+    conda:
+        software_env()
+    params:
+        code=code_digest("extract"),
     shell:
         "eventspec gather {input} --out {output.store} --digest {output.digest} 2> {log}"

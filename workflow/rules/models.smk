@@ -9,13 +9,15 @@ if config["data"]["source"] == "toy":
             drafter=directory(config["models"]["drafter"]["path"]),
             eval=f"{RESULTS}/models/toy_eval.json",
             manifest=models_manifest(),
+        log:
+            f"{RESULTS}/logs/toy_models.log",
+        conda:
+            software_env()
         params:
             cfg=config_json("toy_models"),
             code=code_digest("toy.trainer", "digest"),
             train=sample_store("train"),
             test=sample_store("test"),
-        log:
-            f"{RESULTS}/logs/toy_models.log",
         shell:
             "eventspec toy-models --config-json {params.cfg:q}"
             " --train {params.train} --test {params.test}"
@@ -28,10 +30,12 @@ rule extract_lm_head:
         model_inputs(),
     output:
         f"{RESULTS}/models/verifier_lm_head.safetensors",
+    log:
+        f"{RESULTS}/logs/extract_lm_head.log",
+    conda:
+        software_env()
     params:
         cfg=model_json("verifier"),
         code=code_digest("lm_head"),
-    log:
-        f"{RESULTS}/logs/extract_lm_head.log",
     shell:
         "eventspec extract-lm-head --config-json {params.cfg:q} --out {output} 2> {log}"

@@ -12,15 +12,17 @@ rule train_adapter:
         last=adapter_file("{name}", "last.safetensors"),
         config=adapter_file("{name}", "config.json"),
         history=adapter_file("{name}", "history.json"),
+    log:
+        f"{RESULTS}/logs/train_adapter_{{name}}.log",
+    conda:
+        software_env()
     params:
         cfg=lambda w: adapter_config_json(w.name),
         code=code_digest("adapters.train"),
         train=feature_store("train"),
         test=feature_store("test"),
-        verifier=config["models"]["verifier"]["path"],
+        verifier=verifier_path,
         out=lambda w: adapter_dir(w.name),
-    log:
-        f"{RESULTS}/logs/train_adapter_{{name}}.log",
     shell:
         "eventspec train-adapter --config-json {params.cfg:q} --name {wildcards.name}"
         " --train-store {params.train} --test-store {params.test} --lm-head {input.lm_head}"
@@ -31,10 +33,17 @@ rule plot_training:
     input:
         adapter_file("{name}", "history.json"),
     output:
-        f"{RESULTS}/figures/adapters/{{name}}/training_curves.png",
-    params:
-        code=code_digest("figures.training_curves"),
+        report(
+            f"{RESULTS}/figures/adapters/{{name}}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            labels={"adapter": "{name}", "result": "training curves"},
+        ),
     log:
         f"{RESULTS}/logs/plot_training_{{name}}.log",
+    conda:
+        software_env()
+    params:
+        code=code_digest("figures.training_curves"),
     shell:
         "eventspec plot-training --history {input} --out {output} 2> {log}"

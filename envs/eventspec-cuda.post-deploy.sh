@@ -1,0 +1,1 @@
+eventspec.post-deploy.sh
