@@ -25,6 +25,8 @@ rule benchmark:
         samples=sample_store("test"),
         out=bench_dir(),
     threads: config["benchmark"]["threads"] + config["benchmark"]["worker_threads"]
+    resources:
+        gpu=gpus("verifier", "drafter"),
     log:
         f"{RESULTS}/logs/benchmark.log",
     shell:

@@ -9,6 +9,8 @@ rule extract_features:
         code=code_digest("extract"),
         samples=sample_store("{split}"),
         shards=config["extract"]["shards"],
+    resources:
+        gpu=gpus("verifier", "drafter"),
     log:
         f"{RESULTS}/logs/extract_{{split}}_{{shard}}.log",
     shell:
