@@ -55,13 +55,31 @@ def source(tmp_path):
 
 def rerun_jobs(workdir, snakefile, configfile=TEST_CONFIG) -> dict[str, int]:
     """Rule -> job count of a dry run (empty when nothing would run)."""
-    res = snakemake(workdir, "-n", snakefile=snakefile, configfile=configfile)
+    return job_stats(snakemake(workdir, "-n", snakefile=snakefile, configfile=configfile))
+
+
+def job_stats(res) -> dict[str, int]:
+    """Rule -> job count of a snakemake run or dry run (empty when there was nothing to do)."""
     assert res.returncode == 0, res.stderr[-3000:]
     text = res.stdout + res.stderr
     if "Nothing to be done" in text:
         return {}
     table = text.split("Job stats:", 1)[1].split("total", 1)[0]
     return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M) if rule != "all"}
+
+
+def measured(edit: str, jobs: dict[str, int]) -> dict[str, int]:
+    """Print what an edit reruns (shown by pytest -s), for the record."""
+    print(f"\n{edit}: {sum(jobs.values())} jobs {dict(sorted(jobs.items()))}")
+    return jobs
+
+
+@pytest.fixture
+def finished_copy(finished, tmp_path):
+    """A copy of the finished workdir (outputs, their mtimes, Snakemake's metadata) for tests that run jobs."""
+    copy = tmp_path / "workdir"
+    shutil.copytree(finished, copy, symlinks=True)
+    return copy
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -95,7 +113,7 @@ def test_docstring_and_comment_edits_rerun_nothing(finished, source):
     edit(package / "models/drafter.py", '"""The drafter:', '# The drafter module.\n"""The drafter, reading events:')
     edit(package / "extract.py", '    """One batch of pairs', '    # one batch\n    """A batch of pairs')
     edit(package / "samples.py", '"""Write ``out`` (a sample store)', '"""Write the sample store ``out``')
-    assert rerun_jobs(finished, source / "Snakefile") == {}
+    assert measured("docstring and comment edits", rerun_jobs(finished, source / "Snakefile")) == {}
 
 
 DOWNSTREAM_OF_TRAINING = {
@@ -110,7 +128,8 @@ DOWNSTREAM_OF_TRAINING = {
 def test_lm_head_code_edit_reruns_only_the_lm_head_and_what_reads_it(finished, source):
     edit(source / "workflow/eventspec/lm_head.py", "    vocab, hidden = weight.shape",
          "    weight = weight.clone()\n    vocab, hidden = weight.shape")
-    assert rerun_jobs(finished, source / "Snakefile") == {"extract_lm_head": 1} | DOWNSTREAM_OF_TRAINING
+    jobs = measured("LM head code edit", rerun_jobs(finished, source / "Snakefile"))
+    assert jobs == {"extract_lm_head": 1} | DOWNSTREAM_OF_TRAINING
 
 
 def test_extraction_setting_reruns_everything_downstream_of_extraction(finished, tmp_path):
@@ -119,7 +138,7 @@ def test_extraction_setting_reruns_everything_downstream_of_extraction(finished,
     configfile = tmp_path / "c.yaml"
     configfile.write_text(yaml.safe_dump(config))
     shards = config["extract"]["shards"]
-    jobs = rerun_jobs(finished, ROOT / "Snakefile", configfile)
+    jobs = measured("extraction setting", rerun_jobs(finished, ROOT / "Snakefile", configfile))
     assert jobs == {"extract_features": 2 * shards, "gather_features": 2} | DOWNSTREAM_OF_TRAINING
 
 
@@ -158,20 +177,81 @@ def test_evaluation_outputs_are_valid(finished):
 
 def test_figure_restyle_reruns_only_that_figure(finished, source):
     edit(source / "workflow/eventspec/figures/stage_timeline.py", 'lw=0.5, label=stage)', 'lw=1.5, label=stage)')
-    assert rerun_jobs(finished, source / "Snakefile") == {"plot_stage_timeline": 3}  # L1, L5F, the L1+L5F pair
+    jobs = measured("figure restyle", rerun_jobs(finished, source / "Snakefile"))
+    assert jobs == {"plot_stage_timeline": 3}  # L1, L5F, the L1+L5F pair
 
 
 def test_report_code_edit_reruns_only_the_report(finished, source):
     edit(source / "workflow/eventspec/evaluation/report.py", 'floatfmt=".3f")]', 'floatfmt=".4f")]')
-    assert rerun_jobs(finished, source / "Snakefile") == {"report": 1}
+    assert measured("report code edit", rerun_jobs(finished, source / "Snakefile")) == {"report": 1}
+
+
+DOWNSTREAM_OF_EVALUATION = {
+    "evaluate_adapter": 2, "evaluate_two_phase": 1, "plot_metrics_summary": 2, "plot_stage_timeline": 3,
+    "plot_token_metrics": 2, "plot_adapter_comparison": 1, "report": 1,
+}
+"""Every evaluation of the test config (2 adapters, 1 pair), its figures and the report; not training, not the
+benchmark."""
+
+
+def edit_a_metric(source: Path) -> None:
+    edit(source / "workflow/eventspec/evaluation/metrics.py", "    return accept.int().cumprod(dim=1).sum(dim=1)",
+         "    return accept.long().cumprod(dim=1).sum(dim=1)")
 
 
 def test_metric_code_edit_reruns_evaluations_figures_and_report_not_training(finished, source):
-    edit(source / "workflow/eventspec/evaluation/metrics.py", "    return accept.int().cumprod(dim=1).sum(dim=1)",
-         "    return accept.long().cumprod(dim=1).sum(dim=1)")
-    jobs = rerun_jobs(finished, source / "Snakefile")
-    assert jobs["evaluate_adapter"] == 2 and jobs["evaluate_two_phase"] == 1 and jobs["report"] == 1
-    assert "train_adapter" not in jobs and "plot_training" not in jobs
+    edit_a_metric(source)
+    assert measured("metric code edit", rerun_jobs(finished, source / "Snakefile")) == DOWNSTREAM_OF_EVALUATION
+
+
+def test_one_adapters_hyperparameter_reruns_only_that_adapter_and_what_reads_it(finished, tmp_path):
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config["adapters"]["L1"]["hyperparams"]["bottleneck_dim"] = 8
+    configfile = tmp_path / "c.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    jobs = measured("one adapter's hyperparameter (L1)", rerun_jobs(finished, ROOT / "Snakefile", configfile))
+    # L1's own jobs; the L1+L5F pair's evaluation and timeline; the comparison figure and the report (all
+    # metrics); the benchmark (its L1+VL configuration loads L1) and its figures. Nothing of L5F's own.
+    assert jobs == {
+        "train_adapter": 1, "plot_training": 1, "evaluate_adapter": 1, "evaluate_two_phase": 1,
+        "plot_metrics_summary": 1, "plot_stage_timeline": 2, "plot_token_metrics": 1, "plot_adapter_comparison": 1,
+        "report": 1, "benchmark": 1, "figure_benchmark_acceptance": 1, "figure_benchmark_breakdown": 1,
+        "figure_benchmark_histogram": 1, "figure_benchmark_speedup": 1, "figure_benchmark_timeline": 1,
+    }
+
+
+def test_deleted_stores_are_rebuilt_when_named_and_an_identical_rebuild_reruns_nothing_downstream(finished_copy):
+    features = finished_copy / "results-test/features"
+    digest = features / "train.digest.json"
+    before = digest.read_bytes(), digest.stat().st_mtime_ns
+    shutil.rmtree(features / "train.part0.zarr")  # a shard store: read only by gather_features
+    shutil.rmtree(features / "train.zarr")  # the split's store: read by path by training (its digest is the input)
+    # Snakemake rebuilds what a requested file needs: the digests are there and up to date, so nothing
+    planned = rerun_jobs(finished_copy, ROOT / "Snakefile")
+    assert measured("deleted train.part0.zarr and train.zarr, dry run", planned) == {}
+    ran = job_stats(snakemake(finished_copy, "results-test/features/train.zarr"))
+    assert measured("  rebuild of train.zarr", ran) == {"extract_features": 1, "gather_features": 1}
+    assert digest.read_bytes() == before[0] and digest.stat().st_mtime_ns > before[1]  # rewritten, same bytes
+    # the digest is newer than everything reading it, but its checksum is the one they were built from
+    assert measured("  then a dry run", rerun_jobs(finished_copy, ROOT / "Snakefile")) == {}
+
+
+def test_the_readme_rebuilds_only_the_stale_figures(finished_copy, source):
+    """README "Rebuild only the stale figures": with a figure restyled and a metric edited (the evaluations
+    stale), rebuild just the figures whose own code changed, from the metrics on disk."""
+    edit(source / "workflow/eventspec/figures/stage_timeline.py", 'lw=0.5, label=stage)', 'lw=1.5, label=stage)')
+    edit_a_metric(source)
+    summary = snakemake(finished_copy, "--summary", snakefile=source / "Snakefile")
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    # awk -F'\t' '$1 ~ /figures\// && $5 != "ok" {print $1}'
+    rows = [line.split("\t") for line in summary.stdout.splitlines()]
+    stale = [row[0] for row in rows if len(row) > 4 and "figures/" in row[0] and row[4] != "ok"]
+    assert sorted(stale) == [f"results-test/figures/evaluation/{name}/stage_timeline.png"
+                             for name in ("L1", "L1__L5F", "L5F")]
+    ran = job_stats(snakemake(finished_copy, "--rerun-triggers", "mtime", "--force", *stale,
+                              snakefile=source / "Snakefile"))
+    # those figures only: the evaluations stay stale for the next full run
+    assert measured("stale figures only (restyle + metric edit)", ran) == {"plot_stage_timeline": 3}
 
 
 # The Snakemake report (snakemake --report): every figure and table, with its caption from workflow/report/.

@@ -16,6 +16,7 @@ at the first uncommitted batch.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,6 +271,9 @@ def extract_features(
         }
     )
     done = store.n_committed(features)
+    if done:
+        print(f"extract[{split} {shard[0]}/{shard[1]}]: resuming at pair {done} of {len(plan.windows)}"
+              f" ({done} committed by an earlier run)", file=sys.stderr, flush=True)
     bar = tqdm(total=len(plan.windows), initial=done, desc=f"extract[{split} {shard[0]}/{shard[1]}]", unit="pair")
     pending: list[dict] = []
     for start in range(done, len(plan.windows), plan.batch_size):

@@ -17,6 +17,8 @@ rule benchmark:
     conda:
         software_env()
     threads: config["benchmark"]["threads"] + config["benchmark"]["worker_threads"]
+    resources:
+        gpu=gpus("verifier", "drafter"),
     params:
         cfg=config_json("results", "models", "benchmark"),
         code=code_digest("decoding.benchmark"),
@@ -45,6 +47,8 @@ rule benchmark_frames:
     conda:
         software_env()
     threads: config["benchmark"]["threads"] + config["benchmark"]["worker_threads"]
+    resources:
+        gpu=gpus("verifier", "drafter"),
     params:
         cfg=config_json("results", "models", "benchmark"),
         code=code_digest("decoding.benchmark"),

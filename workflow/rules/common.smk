@@ -43,6 +43,14 @@ def model_json(name):
     return json.dumps({"models": {name: config["models"][name]}}, sort_keys=True)
 
 
+def gpus(*models):
+    """GPUs a job running these models needs (its ``gpu`` resource, ``--gpus`` on SLURM): the highest CUDA
+    index among their ``models.<name>.device`` plus one (a job sees its GPUs as cuda:0..N-1), 0 on the CPU."""
+    devices = [config["models"][m]["device"] for m in models]
+    cuda = [d for d in devices if d == "cuda" or d.startswith("cuda:")]
+    return max((int(d.partition(":")[2] or 0) for d in cuda), default=-1) + 1
+
+
 def toy_manifest():
     return f"{RESULTS}/toy_dsec.manifest.json"
 

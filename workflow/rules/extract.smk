@@ -8,6 +8,8 @@ rule extract_features:
         f"{RESULTS}/logs/extract_{{split}}_{{shard}}.log",
     conda:
         software_env()
+    resources:
+        gpu=gpus("verifier", "drafter"),
     params:
         cfg=config_json("models", "extract"),
         code=code_digest("extract"),
