@@ -28,13 +28,15 @@ ROUND_TO = 256
 
 
 class StaticStep:
+    """One verifier's reusable static cache and its forward (``compile``: torch.compile-d, CUDA graphs on CUDA)."""
+
     def __init__(self, backend: Backend, compile: bool = False):
         self.backend = backend
-        self.compiled = compile
         self.cache: StaticCache | None = None
         self.cache_len = 0
-        self.forward = torch.compile(self._forward, mode="reduce-overhead" if backend.device.type == "cuda"
-                                     else None) if compile else self._forward
+        self.graphed = compile and backend.device.type == "cuda"
+        self.forward = torch.compile(self._forward, mode="reduce-overhead" if self.graphed else None) if compile \
+            else self._forward
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, cache: StaticCache):
         out = self.backend.model.model(input_ids=ids, position_ids=positions, cache_position=positions[0],
@@ -54,7 +56,9 @@ class StaticStep:
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden states [n, D] and float32 logits [n, V] of ``ids`` [1, n] at ``positions`` [1, n]."""
         hidden, logits = self.forward(ids, positions, self.cache)
-        return hidden.clone(), logits.clone()  # CUDA-graph outputs are overwritten by the next replay
+        if self.graphed:  # a CUDA graph's outputs are overwritten by its next replay
+            return hidden.clone(), logits.clone()
+        return hidden, logits
 
     def crop(self, length: int) -> None:
         """Next forward writes at ``length``: positions past it are masked, then overwritten."""
