@@ -425,6 +425,21 @@ def test_lossless_on_the_real_shaped_pair(real_pair, samples, name):
     assert run(real_pair, samples, 0, **kwargs).tokens == reference(real_pair, samples, 0).tokens
 
 
+@pytest.mark.parametrize("compile", [False, True])
+def test_static_and_compiled_steps_on_the_real_shaped_pair(real_pair, samples, compile):
+    """Video-LLaVA's layout (text vocab 32064, <video> placeholders) on a reused StaticCache, eager and compiled,
+    with a decode head drafting beside the drafter (L5F-style, which also reads the drafter's states)."""
+    verifier, drafter = real_pair
+    step = StaticStep(verifier, compile=compile)
+    for i in range(2):
+        inputs, _ = case(real_pair, samples, i)
+        ref = reference(real_pair, samples, i)
+        assert baseline_generate(verifier, inputs, MAX_NEW, step).tokens == ref.tokens
+        head = HeadDrafter(RandomHead({"drafter", "verifier"}, False, drafter.hidden_size, verifier.hidden_size),
+                           verifier, compile=compile)
+        assert run(real_pair, samples, i, source=head, gamma=4, step=step).tokens == ref.tokens
+
+
 def test_verifier_only_ids_reach_the_drafter_as_its_unk(real_pair, samples):
     verifier, drafter = real_pair
     _, job = case(real_pair, samples, 0)
