@@ -43,12 +43,12 @@ def finished(tmp_path_factory):
 
 @pytest.fixture
 def source(tmp_path):
-    """A scratch copy of the Snakefile, rules, package and schemas, to edit."""
+    """A scratch copy of the Snakefile, rules, package, schemas and conda env files, to edit."""
     src = tmp_path / "src"
     src.mkdir()
     for part in ("Snakefile", "config.yaml"):
         shutil.copy(ROOT / part, src / part)
-    for part in ("workflow", "xsd"):
+    for part in ("workflow", "xsd", "envs"):
         shutil.copytree(ROOT / part, src / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     return src
 

@@ -49,8 +49,6 @@ rule benchmark_frames:
     threads: config["benchmark"]["threads"] + config["benchmark"]["worker_threads"]
     resources:
         gpu=gpus("verifier", "drafter"),
-    resources:
-        gpu=gpus("verifier", "drafter"),
     params:
         cfg=config_json("results", "models", "benchmark"),
         code=code_digest("decoding.benchmark"),
