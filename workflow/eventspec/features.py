@@ -52,7 +52,7 @@ class FeatureBatch:
         tensors: about 4x faster than advanced indexing, and no padding tail is copied)."""
         rows = torch.from_numpy(index)
         mask = self.mask.index_select(0, rows)
-        width = max(int(mask.sum(1).max()), 1) if len(index) else 1
+        width = longest_pair(mask)
 
         def pick(x):
             return None if x is None else x[:, :width].index_select(0, rows)
@@ -62,11 +62,16 @@ class FeatureBatch:
 
     def trimmed(self) -> FeatureBatch:
         """The same rows cut to their longest pair: a batch drawn from a long block carries no all-padding tail."""
-        width = max(int(self.mask.sum(1).max()), 1) if len(self) else 1
+        width = longest_pair(self.mask)
         if width == self.mask.shape[1]:
             return self
         drafter = None if self.drafter is None else self.drafter[:, :width]
         return FeatureBatch(drafter, self.verifier[:, :width], self.tokens[:, :width], self.mask[:, :width], self.rows)
+
+
+def longest_pair(mask: torch.Tensor) -> int:
+    """Positions of the longest pair among the rows of ``mask`` [B, T'] (at least 1, also for no rows)."""
+    return max(int(mask.sum(1).max()), 1) if len(mask) else 1
 
 
 def concat(parts: list[FeatureBatch]) -> FeatureBatch:
