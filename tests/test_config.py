@@ -19,6 +19,30 @@ def test_defaults_are_filled():
     assert cfg["toy"]["simulator"]["refractory_us"] == 1000
 
 
+
+STORAGE_DTYPE_KEYS = {("extract", "dtype")}
+"""Keys that say how numbers are stored, not in what precision a CPU computes."""
+
+
+def compute_dtypes(node, path=()):
+    """(path, value) of every ``*dtype`` setting under ``node`` (a validated config)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key.endswith("dtype") and isinstance(value, str):
+                yield path + (key,), value
+            else:
+                yield from compute_dtypes(value, path + (key,))
+
+
+def test_every_cpu_stage_computes_in_float32_by_default():
+    """Emulated bfloat16 made toy training 23x slower on AVX2-only CPUs: no CPU stage defaults to it."""
+    cfg = config_mod.validate(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    assert all(m["device"] == "cpu" for m in cfg["models"].values())
+    found = dict(compute_dtypes(cfg))
+    assert ("toy_models", "train_dtype") in found and ("models", "verifier", "dtype") in found
+    wrong = {".".join(k): v for k, v in found.items() if k not in STORAGE_DTYPE_KEYS and v != "float32"}
+    assert not wrong, f"CPU stages defaulting to another precision than float32: {wrong}"
+
 @pytest.mark.parametrize(
     "cfg, key",
     [

@@ -6,6 +6,7 @@ No conda here: creating an env from these files (conda-forge python + pip sectio
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -19,7 +20,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
-ENVS = {"eventspec.yaml": "constraints.txt", "eventspec-cuda.yaml": "constraints-cuda.txt"}
+ENVS = {"eventspec.yaml": "constraints.txt", "eventspec-cuda.yaml": "constraints.txt"}
 CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 
 
@@ -50,13 +51,24 @@ def test_conda_env_pins_exactly_the_constraints(env_file, constraints):
     differ = {n: (got.get(n), expected.get(n)) for n in got.keys() | expected.keys() if got.get(n) != expected.get(n)}
     assert not differ, f"envs/{env_file} vs envs/{constraints}, name: (env, constraints): {differ}"
     options = [line for line in pip_section(env) if line.startswith("-")]
-    assert options == ([CPU_INDEX] if "+cpu" in expected["torch"] else [])
+    # The CPU env looks in the CPU index too, where 2.13.0+cpu sorts above PyPI's (CUDA) 2.13.0.
+    assert options == ([CPU_INDEX] if env_file == "eventspec.yaml" else [])
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     python = next(d for d in conda if d.startswith("python=")).removeprefix("python=")
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert SpecifierSet(requires).contains(python), (python, requires)
     assert any(d.startswith("pip=") for d in conda)
     assert (ROOT / "envs" / env_file.replace(".yaml", ".post-deploy.sh")).is_file()
+
+
+PIN_FILES = sorted((ROOT / "envs").glob("*.txt")) + sorted((ROOT / "envs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PIN_FILES, ids=lambda p: p.name)
+def test_no_pin_carries_a_local_version_label(path):
+    """A local label (``torch==2.13.0+cpu``) exists only on the index that built it: pip on PyPI alone fails."""
+    labelled = [line.strip() for line in path.read_text().splitlines() if re.search(r"==\S*\+", line.split("#")[0])]
+    assert not labelled, f"{path.name} pins local versions: {labelled}"
 
 
 def rule_envs(tmp_path, config: dict) -> dict[str, str | None]:
