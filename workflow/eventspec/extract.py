@@ -117,11 +117,11 @@ def check_lm_head_invariant(backend: Backend, hidden: torch.Tensor, tokens: torc
 
 def extract_rows(verifier: Backend, drafter: Backend, samples, questions: list[str], w: np.ndarray, q: np.ndarray, ex: dict) -> dict:
     """Store rows of one batch of pairs (windows ``w``, question indices ``q``), checked before storage."""
-    order = np.argsort(w, kind="stable")
-    restore = np.argsort(order)
-    frames = np.asarray(samples["frames"].get_orthogonal_selection((w[order],)))[restore]
-    events = np.asarray(samples["event_images"].get_orthogonal_selection((w[order],)))[restore]
-    batch, raw = extract_batch(verifier, drafter, frames, events, [questions[i] for i in q], ex["max_new_tokens"])
+    distinct, pair_window = np.unique(w, return_inverse=True)
+    frames = np.asarray(samples["frames"].get_orthogonal_selection((distinct,)))
+    events = np.asarray(samples["event_images"].get_orthogonal_selection((distinct,)))
+    asked = [questions[i] for i in q]
+    batch, raw = extract_batch(verifier, drafter, frames, events, asked, pair_window, ex["max_new_tokens"])
     check_finite("verifier", batch["verifier_hidden"], batch["verifier_len"], w, q)
     check_finite("drafter", batch["drafter_hidden"], batch["drafter_len"], w, q)
     check_finite("drafter (teacher-forced)", batch["drafter_hidden_tf"], batch["verifier_len"], w, q)
@@ -139,12 +139,16 @@ def extract_rows(verifier: Backend, drafter: Backend, samples, questions: list[s
     }
 
 
-def extract_batch(verifier: Backend, drafter: Backend, frames, event_images, questions, max_new_tokens: int):
+def extract_batch(verifier: Backend, drafter: Backend, frames, event_images, questions, windows, max_new_tokens: int):
     """One batch of pairs: tokens, lengths and the three hidden-state tensors (float32, padded to T),
-    plus the verifier's unpadded generation (for the hidden-state invariant check)."""
+    plus the verifier's unpadded generation (for the hidden-state invariant check).
+
+    ``frames`` and ``event_images`` hold each distinct window of the batch once; pair i asks
+    ``questions[i]`` of window ``windows[i]``.
+    """
     T = max_new_tokens
-    v = greedy_generate(verifier, verifier.prepare(frames, questions), T)
-    d_inputs = drafter.prepare(event_images, questions)
+    v = greedy_generate(verifier, verifier.prepare(frames, questions, windows), T)
+    d_inputs = drafter.prepare(event_images, questions, windows)
     d = greedy_generate(drafter, d_inputs, T)
     shared = shared_vocab_size(verifier.tokenizer, drafter.tokenizer)
     tf = teacher_forced_hidden(drafter, d_inputs, v.tokens, v.lengths, shared)

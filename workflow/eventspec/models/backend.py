@@ -113,10 +113,17 @@ class Backend:
         """The model's visual keyword arguments for a batch of uint8 images [B, N, H, W, 3]."""
         raise NotImplementedError
 
-    def prepare(self, visual: np.ndarray, questions: list[str]) -> PrefillInputs:
-        """Left-padded inputs for B (window, question) pairs."""
+    def prepare(self, visual: np.ndarray, questions: list[str], windows: np.ndarray | None = None) -> PrefillInputs:
+        """Left-padded inputs for B (window, question) pairs.
+
+        ``visual`` holds each window once when pairs share windows: pair i reads ``visual[windows[i]]``
+        (default: pair i reads window i), so a window asked several questions is preprocessed once.
+        """
         input_ids, attention_mask = left_pad([self.prompt_ids(q) for q in questions], self.pad_token_id)
-        return PrefillInputs(input_ids, attention_mask, self.visual_inputs(visual))
+        inputs = self.visual_inputs(visual)
+        if windows is not None:
+            inputs = {k: v[torch.as_tensor(windows)] for k, v in inputs.items()}
+        return PrefillInputs(input_ids, attention_mask, inputs)
 
     def _run(self, input_ids, attention_mask, cache, visual=None) -> torch.Tensor:
         """Final-normed hidden states [B, n, D] of ``input_ids`` appended to ``cache``."""

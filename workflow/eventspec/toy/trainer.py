@@ -434,20 +434,24 @@ def train(backend: Backend, visual: dict, split: ToySplit, cfg: dict, seed: int,
     return history
 
 
-def answer_accuracy(backend: Backend, split: ToySplit, max_new_tokens: int, batch: int = 32) -> dict:
-    """Exact-match accuracy per question type of greedy answers on ``split``."""
+def answer_accuracy(backend: Backend, split: ToySplit, max_new_tokens: int, batch_windows: int = 4) -> dict:
+    """Exact-match accuracy per question type of greedy answers on ``split``.
+
+    Each batch asks every question of ``batch_windows`` windows, so a window is preprocessed once.
+    """
     tok = backend.tokenizer
     n_windows, n_questions = split.answers.shape
+    texts = [question["text"] for question in split.questions]
     correct = np.zeros((n_windows, n_questions), dtype=bool)
-    for q, question in enumerate(split.questions):
-        for start in range(0, n_windows, batch):
-            rows = slice(start, min(start + batch, n_windows))
-            count = rows.stop - rows.start
-            gen = greedy_generate(backend, backend.prepare(split.images[rows], [question["text"]] * count), max_new_tokens)
-            for i in range(count):
-                produced = gen.tokens[i, : gen.lengths[i]].tolist()
-                expected = tok(split.answers[rows.start + i, q], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-                correct[rows.start + i, q] = produced == expected
+    for start in range(0, n_windows, batch_windows):
+        rows = np.arange(start, min(start + batch_windows, n_windows))
+        windows, asked = np.divmod(np.arange(len(rows) * n_questions), n_questions)
+        inputs = backend.prepare(split.images[rows], [texts[q] for q in asked], windows)
+        gen = greedy_generate(backend, inputs, max_new_tokens)
+        for i, (w, q) in enumerate(zip(rows[windows], asked)):
+            produced = gen.tokens[i, : gen.lengths[i]].tolist()
+            expected = tok(split.answers[w, q], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            correct[w, q] = produced == expected
     per_type = {question["qid"]: float(correct[:, q].mean()) for q, question in enumerate(split.questions)}
     return {"overall": float(correct.mean()), "per_question": per_type, "n_windows": int(n_windows)}
 

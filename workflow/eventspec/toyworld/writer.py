@@ -129,7 +129,7 @@ def write_frames(directory: Path, frames: list[np.ndarray]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for index, frame in enumerate(frames):
         image = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
-        image.save(directory / f"{index:06d}.png", format="PNG", compress_level=6)
+        image.save(directory / f"{index:06d}.png", format="PNG", compress_level=1)
 
 
 def write_timestamps(path: Path, timestamps_us: np.ndarray) -> None:
