@@ -117,8 +117,9 @@ def test_docstring_and_comment_edits_rerun_nothing(finished, source):
 
 
 DOWNSTREAM_OF_TRAINING = {
-    "train_adapter": 2, "plot_training": 2, "evaluate_adapter": 2, "evaluate_two_phase": 1, "plot_metrics_summary": 2,
-    "plot_stage_timeline": 3, "plot_token_metrics": 2, "plot_adapter_comparison": 1, "report": 1, "benchmark": 1,
+    "train_adapter": 2, "figure_training_curves": 2, "evaluate_adapter": 2, "evaluate_two_phase": 1,
+    "figure_metrics_summary": 2, "figure_stage_timeline": 3, "figure_token_metrics": 2, "figure_adapter_comparison": 1,
+    "report": 1, "benchmark": 1,
     "figure_benchmark_acceptance": 1, "figure_benchmark_breakdown": 1, "figure_benchmark_histogram": 1,
     "figure_benchmark_speedup": 1, "figure_benchmark_timeline": 1,
 }
@@ -178,7 +179,7 @@ def test_evaluation_outputs_are_valid(finished):
 def test_figure_restyle_reruns_only_that_figure(finished, source):
     edit(source / "workflow/eventspec/figures/stage_timeline.py", 'lw=0.5, label=stage)', 'lw=1.5, label=stage)')
     jobs = measured("figure restyle", rerun_jobs(finished, source / "Snakefile"))
-    assert jobs == {"plot_stage_timeline": 3}  # L1, L5F, the L1+L5F pair
+    assert jobs == {"figure_stage_timeline": 3}  # L1, L5F, the L1+L5F pair
 
 
 def test_report_code_edit_reruns_only_the_report(finished, source):
@@ -187,8 +188,8 @@ def test_report_code_edit_reruns_only_the_report(finished, source):
 
 
 DOWNSTREAM_OF_EVALUATION = {
-    "evaluate_adapter": 2, "evaluate_two_phase": 1, "plot_metrics_summary": 2, "plot_stage_timeline": 3,
-    "plot_token_metrics": 2, "plot_adapter_comparison": 1, "report": 1,
+    "evaluate_adapter": 2, "evaluate_two_phase": 1, "figure_metrics_summary": 2, "figure_stage_timeline": 3,
+    "figure_token_metrics": 2, "figure_adapter_comparison": 1, "report": 1,
 }
 """Every evaluation of the test config (2 adapters, 1 pair), its figures and the report; not training, not the
 benchmark."""
@@ -213,10 +214,11 @@ def test_one_adapters_hyperparameter_reruns_only_that_adapter_and_what_reads_it(
     # L1's own jobs; the L1+L5F pair's evaluation and timeline; the comparison figure and the report (all
     # metrics); the benchmark (its L1+VL configuration loads L1) and its figures. Nothing of L5F's own.
     assert jobs == {
-        "train_adapter": 1, "plot_training": 1, "evaluate_adapter": 1, "evaluate_two_phase": 1,
-        "plot_metrics_summary": 1, "plot_stage_timeline": 2, "plot_token_metrics": 1, "plot_adapter_comparison": 1,
-        "report": 1, "benchmark": 1, "figure_benchmark_acceptance": 1, "figure_benchmark_breakdown": 1,
-        "figure_benchmark_histogram": 1, "figure_benchmark_speedup": 1, "figure_benchmark_timeline": 1,
+        "train_adapter": 1, "figure_training_curves": 1, "evaluate_adapter": 1, "evaluate_two_phase": 1,
+        "figure_metrics_summary": 1, "figure_stage_timeline": 2, "figure_token_metrics": 1,
+        "figure_adapter_comparison": 1, "report": 1, "benchmark": 1, "figure_benchmark_acceptance": 1,
+        "figure_benchmark_breakdown": 1, "figure_benchmark_histogram": 1, "figure_benchmark_speedup": 1,
+        "figure_benchmark_timeline": 1,
     }
 
 
@@ -251,7 +253,7 @@ def test_the_readme_rebuilds_only_the_stale_figures(finished_copy, source):
     ran = job_stats(snakemake(finished_copy, "--rerun-triggers", "mtime", "--force", *stale,
                               snakefile=source / "Snakefile"))
     # those figures only: the evaluations stay stale for the next full run
-    assert measured("stale figures only (restyle + metric edit)", ran) == {"plot_stage_timeline": 3}
+    assert measured("stale figures only (restyle + metric edit)", ran) == {"figure_stage_timeline": 3}
 
 
 # The Snakemake report (snakemake --report): every figure and table, with its caption from workflow/report/.
