@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from adapter_fixtures import write_feature_store, write_lm_head, write_verifier_embedding
+from figure_fixtures import draw
 from eventspec import config as config_mod
 from eventspec.adapters import (
     DECODE_LEVELS, PREFILL_LEVELS, AdapterError, build_adapter, count_parameters, load_adapter,
@@ -128,6 +129,7 @@ def test_short_training_lowers_held_out_loss_and_loads(stores, tmp_path):
         assert not loaded.training and next(loaded.parameters()).dtype == torch.float32
         schema = json.loads((ROOT / "xsd/adapter_history.schema.json").read_text())
         jsonschema.validate(json.loads((tmp_path / level / "history.json").read_text()), schema)
+        draw(tmp_path / level, "training_curves", tmp_path / level / "history.json")
         schema = json.loads((ROOT / "xsd/adapter_config.schema.json").read_text())
         jsonschema.validate(json.loads((tmp_path / level / "config.json").read_text()), schema)
 

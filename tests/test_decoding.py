@@ -13,6 +13,7 @@ import pytest
 import torch
 import zarr
 from decoding_fixtures import RandomHead, RandomPrefillAdapter
+from figure_fixtures import draw
 
 from eventspec.decoding import track as tr
 from eventspec.decoding.concurrent import DrafterWorker, DraftJob, InProcessDrafter
@@ -351,6 +352,8 @@ def test_benchmark_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
         assert s[c]["efficiency"] == pytest.approx(s[c]["speedup"] / s[c]["ideal_speedup"])
     assert s["hf_generate"]["tau"] is None and s["hf_generate"]["ideal_speedup"] is None
     assert "| oracle |" in (tmp_path / "bench/summary.md").read_text()
+    for figure in ("speedup", "breakdown", "acceptance", "histogram", "timeline"):
+        draw(tmp_path, f"benchmark_{figure}", tmp_path / "bench/summary.json")
 
 
 def test_clip_frames_spaces_or_repeats_the_stored_frames():
@@ -380,6 +383,7 @@ def test_frames_sweep_runs_each_frame_count_and_writes_a_valid_summary(tiny_worl
     assert [p["settings"]["pairs"] for p in points] == [2, 2]
     assert summary["configs"]["oracle"]["speedup"] == [p["configs"]["oracle"]["speedup"] for p in points]
     assert "| oracle |" in (tmp_path / "frames/frames_summary.md").read_text()
+    draw(tmp_path, "benchmark_frames", tmp_path / "frames/frames_summary.json")
 
 
 def test_ideal_time_counts_components_and_frees_drafts_made_during_the_prefill():

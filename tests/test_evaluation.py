@@ -1,4 +1,4 @@
-"""Stage 3: acceptance metrics on hand-computed cases, streaming evaluation, two-phase, schemas, report."""
+"""Stage 3: acceptance metrics on hand-computed cases, streaming evaluation, two-phase, schemas, report, figures."""
 
 import json
 import math
@@ -10,6 +10,7 @@ import torch
 import zarr
 
 from adapter_fixtures import write_feature_store, write_lm_head, write_verifier_embedding
+from figure_fixtures import draw
 from eventspec import config as config_mod
 from eventspec.adapters import AdapterError
 from eventspec.adapters.train import train_adapter
@@ -224,6 +225,7 @@ def test_two_phase_runs_and_refuses_swapped_roles(world, tmp_path):
     assert 0 <= overall["accepted_token_fraction_token_exact"] <= 1
     with pytest.raises(AdapterError, match="as the prefill adapter"):
         evaluate_two_phase(world["dec"], world["pre"], *args, tmp_path / "swapped")
+    draw(tmp_path, "stage_timeline", tmp_path / "pair/acceptance_metrics.json", tau=0.85)
 
 
 def test_timing_from_a_benchmark_summary(tmp_path):
@@ -250,6 +252,12 @@ def test_cli_and_report(world, tmp_path, capsys):
     text = write_report([tmp_path / "pre/acceptance_metrics.json", tmp_path / "dec/acceptance_metrics.json"],
                         tmp_path / "METRICS_COMPARISON.md", 0.9)
     assert "| pre " in text and "| dec " in text and "token_exact_consec" in text and "pearson" in text
+    for name in ("pre", "dec"):
+        files = (tmp_path / name / "acceptance_metrics.json", tmp_path / name / "position_stats.json")
+        for figure in ("metrics_summary", "stage_timeline", "token_metrics"):
+            draw(tmp_path / name, figure, *files[: 1 if figure == "stage_timeline" else 2], tau=0.9)
+    draw(tmp_path, "adapter_comparison", tmp_path / "pre/acceptance_metrics.json",
+         tmp_path / "dec/acceptance_metrics.json", tau=0.8)
     assert cli_main(["evaluate", "--config-json", "{}", "--test_data", str(world["test"]),
                      "--lm_head", str(world["lm_head"])]) == 2
     assert "--checkpoint" in capsys.readouterr().err

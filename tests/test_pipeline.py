@@ -22,6 +22,8 @@ import yaml
 import zarr
 from PIL import Image
 
+import browser
+
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "tests/config.test.yaml"
 
@@ -117,8 +119,9 @@ def test_docstring_and_comment_edits_rerun_nothing(finished, source):
 
 
 DOWNSTREAM_OF_TRAINING = {
-    "train_adapter": 2, "plot_training": 2, "evaluate_adapter": 2, "evaluate_two_phase": 1, "plot_metrics_summary": 2,
-    "plot_stage_timeline": 3, "plot_token_metrics": 2, "plot_adapter_comparison": 1, "report": 1, "benchmark": 1,
+    "train_adapter": 2, "figure_training_curves": 2, "evaluate_adapter": 2, "evaluate_two_phase": 1,
+    "figure_metrics_summary": 2, "figure_stage_timeline": 3, "figure_token_metrics": 2, "figure_adapter_comparison": 1,
+    "report": 1, "benchmark": 1,
     "figure_benchmark_acceptance": 1, "figure_benchmark_breakdown": 1, "figure_benchmark_histogram": 1,
     "figure_benchmark_speedup": 1, "figure_benchmark_timeline": 1,
 }
@@ -178,7 +181,7 @@ def test_evaluation_outputs_are_valid(finished):
 def test_figure_restyle_reruns_only_that_figure(finished, source):
     edit(source / "workflow/eventspec/figures/stage_timeline.py", 'lw=0.5, label=stage)', 'lw=1.5, label=stage)')
     jobs = measured("figure restyle", rerun_jobs(finished, source / "Snakefile"))
-    assert jobs == {"plot_stage_timeline": 3}  # L1, L5F, the L1+L5F pair
+    assert jobs == {"figure_stage_timeline": 3}  # L1, L5F, the L1+L5F pair
 
 
 def test_report_code_edit_reruns_only_the_report(finished, source):
@@ -187,8 +190,8 @@ def test_report_code_edit_reruns_only_the_report(finished, source):
 
 
 DOWNSTREAM_OF_EVALUATION = {
-    "evaluate_adapter": 2, "evaluate_two_phase": 1, "plot_metrics_summary": 2, "plot_stage_timeline": 3,
-    "plot_token_metrics": 2, "plot_adapter_comparison": 1, "report": 1,
+    "evaluate_adapter": 2, "evaluate_two_phase": 1, "figure_metrics_summary": 2, "figure_stage_timeline": 3,
+    "figure_token_metrics": 2, "figure_adapter_comparison": 1, "report": 1,
 }
 """Every evaluation of the test config (2 adapters, 1 pair), its figures and the report; not training, not the
 benchmark."""
@@ -213,10 +216,11 @@ def test_one_adapters_hyperparameter_reruns_only_that_adapter_and_what_reads_it(
     # L1's own jobs; the L1+L5F pair's evaluation and timeline; the comparison figure and the report (all
     # metrics); the benchmark (its L1+VL configuration loads L1) and its figures. Nothing of L5F's own.
     assert jobs == {
-        "train_adapter": 1, "plot_training": 1, "evaluate_adapter": 1, "evaluate_two_phase": 1,
-        "plot_metrics_summary": 1, "plot_stage_timeline": 2, "plot_token_metrics": 1, "plot_adapter_comparison": 1,
-        "report": 1, "benchmark": 1, "figure_benchmark_acceptance": 1, "figure_benchmark_breakdown": 1,
-        "figure_benchmark_histogram": 1, "figure_benchmark_speedup": 1, "figure_benchmark_timeline": 1,
+        "train_adapter": 1, "figure_training_curves": 1, "evaluate_adapter": 1, "evaluate_two_phase": 1,
+        "figure_metrics_summary": 1, "figure_stage_timeline": 2, "figure_token_metrics": 1,
+        "figure_adapter_comparison": 1, "report": 1, "benchmark": 1, "figure_benchmark_acceptance": 1,
+        "figure_benchmark_breakdown": 1, "figure_benchmark_histogram": 1, "figure_benchmark_speedup": 1,
+        "figure_benchmark_timeline": 1,
     }
 
 
@@ -251,7 +255,7 @@ def test_the_readme_rebuilds_only_the_stale_figures(finished_copy, source):
     ran = job_stats(snakemake(finished_copy, "--rerun-triggers", "mtime", "--force", *stale,
                               snakefile=source / "Snakefile"))
     # those figures only: the evaluations stay stale for the next full run
-    assert measured("stale figures only (restyle + metric edit)", ran) == {"plot_stage_timeline": 3}
+    assert measured("stale figures only (restyle + metric edit)", ran) == {"figure_stage_timeline": 3}
 
 
 # The Snakemake report (snakemake --report): every figure and table, with its caption from workflow/report/.
@@ -308,14 +312,25 @@ def test_report_holds_every_figure_and_table_with_its_caption(finished, report_h
     assert "cross-modal speculative decoding" in description and 'data source <tt class="docutils literal">toy' in description
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 SHOWN = "results-test/figures/evaluation/L1/metrics_summary.png"
 BROWSER_CHECK = """
 <script>
-// Added by tests/test_pipeline.py: load every image of the report, then show one with its caption, as a click does.
+// Added by tests/test_pipeline.py: load every image of the report, then show each with its caption, as a click
+// does (SHOWN_PATH last, so the page ends on it).
 window.addEventListener("load", async () => {
   const shownPath = SHOWN_PATH;
-  const sizes = {};
+  const sizes = {}, views = {};
+  const squeeze = s => s.replace(/\\s+/g, " ").trim();
+  const captionText = html => { const div = document.createElement("div"); div.innerHTML = html;
+                                return squeeze(div.textContent); };
+  // What the page shows as text: the body without its scripts (they hold every caption as data).
+  const pageText = () => { const body = document.body.cloneNode(true);
+                           body.querySelectorAll("script, style").forEach(node => node.remove());
+                           return squeeze(body.textContent); };
+  const placed = {};
+  for (const [category, subs] of Object.entries(categories))
+    for (const [subcategory, paths] of Object.entries(subs))
+      for (const path of paths) placed[path] = {category, subcategory};
   // Loads (not img.decode()) hold Chromium's virtual time until they finish.
   const images = Object.entries(results).filter(([path, entry]) => entry.mime_type.startsWith("image/"));
   await Promise.all(images.map(([path, entry]) => new Promise(resolve => {
@@ -324,47 +339,60 @@ window.addEventListener("load", async () => {
     img.onerror = () => { sizes[path] = "failed to load"; resolve(); };
     img.src = entry.data_uri;
   })));
-  app.setView({navbarMode: "resultinfo", category: "Evaluation", subcategory: "L1", content: "img",
-               contentPath: results[shownPath].data_uri, resultPath: shownPath});
-  await new Promise(resolve => setTimeout(resolve, 500));
-  const shown = [...document.querySelectorAll("img")].filter(img => img.src === results[shownPath].data_uri);
+  const order = images.map(([path]) => path).filter(path => path !== shownPath).concat([shownPath]);
+  for (const path of order) {
+    const entry = results[path];
+    app.setView({navbarMode: "resultinfo", ...placed[path], content: "img", contentPath: entry.data_uri,
+                 resultPath: path});
+    await new Promise(resolve => setTimeout(resolve, 300));
+    const shown = [...document.querySelectorAll("img")].filter(img => img.src === entry.data_uri);
+    views[path] = {shown: shown.map(img => [img.naturalWidth, img.width]),
+                   caption: pageText().includes(captionText(entry.caption))};
+  }
   const out = document.createElement("pre");
   out.id = "eventspec-check";
   out.hidden = true;
-  out.textContent = JSON.stringify({sizes, shown: shown.map(img => [img.naturalWidth, img.width])});
+  out.textContent = JSON.stringify({sizes, views});
   document.body.appendChild(out);
 });
 </script>
 """
 
 
-def chromium(*args):
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1600,1000",
+@pytest.fixture(scope="module")
+def browser_path():
+    """Headless Chromium: Debian's ``chromium``, installed when missing (tests/browser.py), so this runs in CI."""
+    return browser.install()
+
+
+def chromium(browser_path, *args):
+    cmd = [browser_path, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1600,1000",
            "--virtual-time-budget=20000", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH (apt-get install chromium); the report's "
-                    "contents are still checked by test_report_holds_every_figure_and_table_with_its_caption")
-def test_report_renders_every_figure_in_chromium(finished, report_html, tmp_path):
-    """Headless Chromium opens the report, loads every image in it and shows one with its caption, as a click does.
-    With EVENTSPEC_REPORT_SCREENSHOT=<path> the test also saves a screenshot of that view there."""
+def test_report_renders_every_figure_in_chromium(finished, report_html, browser_path, tmp_path):
+    """Headless Chromium opens the report, loads every image in it and shows each with its caption, as a click
+    does, ending on one. With EVENTSPEC_REPORT_SCREENSHOT=<path> the test also saves a screenshot of that view."""
     page = tmp_path / "report.html"
     script = BROWSER_CHECK.replace("SHOWN_PATH", json.dumps(SHOWN))
     head, body_end, tail = report_html.read_text().rpartition("</body>")  # the last one: scripts hold others
     page.write_text(f"{head}{script}{body_end}{tail}")
-    res = chromium("--dump-dom", page.as_uri())
+    res = chromium(browser_path, "--dump-dom", page.as_uri())
     match = re.search(r'<pre id="eventspec-check" hidden="">(.*?)</pre>', res.stdout, re.S)
     assert match, f"the check did not run: {res.stderr[-2000:]}"
     check = json.loads(html.unescape(match.group(1)))
-    assert set(check["sizes"]) == {p for p in REPORTED if p.endswith(".png")}
+    figures = {p for p in REPORTED if p.endswith(".png")}
+    assert set(check["sizes"]) == set(check["views"]) == figures
     for path, size in check["sizes"].items():
         with Image.open(finished / path) as png:
             assert size == list(png.size), path
-    assert len(check["shown"]) == 1 and check["shown"][0][0] > 0 and check["shown"][0][1] > 400, check["shown"]
+        view = check["views"][path]
+        assert len(view["shown"]) == 1 and view["shown"][0][0] == size[0] and view["shown"][0][1] > 400, (path, view)
+        assert view["caption"], f"{path}: its caption is not on the page beside it"
     assert 'Held-out acceptance of <tt class="docutils literal">L1</tt>' in res.stdout, "the caption beside it"
     shot = tmp_path / "report.png"
-    res = chromium(f"--screenshot={shot}", page.as_uri())
+    res = chromium(browser_path, f"--screenshot={shot}", page.as_uri())
     assert shot.is_file(), res.stderr[-2000:]
     with Image.open(shot) as png:
         assert png.size == (1600, 1000) and len(png.convert("RGB").getcolors(1 << 20) or []) > 256

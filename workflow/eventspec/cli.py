@@ -11,9 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import config as config_mod
-from .config import ConfigError
-
 USER_ERRORS = {
     "eventspec.adapters.errors": "AdapterError",
     "eventspec.config": "ConfigError",
@@ -24,8 +21,8 @@ USER_ERRORS = {
     "eventspec.store": "StoreError",
 }
 """Errors reported as a message (exit 2), not a traceback. Stages import their modules lazily, so a command
-pays only for what it runs (a figure job never imports torch); an error class whose module was never
-imported cannot have been raised."""
+pays only for what it runs (a figure job imports neither torch nor the config schema's jsonschema); an
+error class whose module was never imported cannot have been raised."""
 
 
 def user_errors() -> tuple[type, ...]:
@@ -33,7 +30,16 @@ def user_errors() -> tuple[type, ...]:
 
 
 def _config(args) -> dict:
-    return config_mod.load(args.config, args.config_json)
+    from .config import load
+
+    return load(args.config, args.config_json)
+
+
+def _validate(cfg: dict) -> dict:
+    """``cfg`` with command-line flags applied, checked against the config schema."""
+    from .config import validate
+
+    return validate(cfg, "command line")
 
 
 def cmd_toy_sequences(args) -> None:
@@ -84,7 +90,7 @@ def cmd_extract(args) -> None:
     if args.quant is not None:
         for model in cfg["models"].values():
             model["quant"] = args.quant
-    config_mod.validate(cfg, "command line")
+    _validate(cfg)
     shard = (args.shard, args.shards)
     torch.set_num_threads(args.threads)
     extract_features(cfg, args.split, args.samples, args.samples_digest, args.out, shard, args.resume)
@@ -139,7 +145,7 @@ def adapter_entry(cfg: dict, args) -> dict:
         entry["vlm_only"] = True
     if any(getattr(args, flag) is not None for flag in SEED_HPARAM_FLAGS):
         set_flags(args, entry.setdefault("hyperparams", {}), ((flag, flag) for flag in SEED_HPARAM_FLAGS))
-    config_mod.validate(cfg, "command line")
+    _validate(cfg)
     return entry
 
 
@@ -165,11 +171,6 @@ def cmd_train_adapter(args) -> None:
           f"token top-1 {best['val_token_top1']:.3f}", file=sys.stderr)
 
 
-def cmd_plot_training(args) -> None:
-    from .figures.training_curves import plot_training_curves
-
-    plot_training_curves(args.history, args.out)
-
 def cmd_benchmark(args) -> None:
     from .decoding.benchmark import frames_markdown, markdown, run_benchmark, run_frames_sweep
 
@@ -185,7 +186,7 @@ def cmd_benchmark(args) -> None:
         bench["frames_sweep"]["frames"] = [int(n) for n in args.frames_sweep.split(",")]
     if args.configs and args.frames_sweep:
         bench["frames_sweep"]["configs"] = args.configs.split(",")
-    config_mod.validate(cfg, "command line")
+    _validate(cfg)
     samples = args.samples or f"{cfg['results']}/samples/test.zarr"
     if args.frames_sweep:
         print(frames_markdown(run_frames_sweep(cfg, samples, args.output_dir or f"{cfg['results']}/bench/frames")))
@@ -196,9 +197,9 @@ def cmd_benchmark(args) -> None:
 
 
 def cmd_figure(args) -> None:
-    from .figures import figure
+    from .figures.render import render
 
-    figure(args.name, args.source, args.out)
+    render(args.name, args.inputs, args.out, args.tau)
 
 
 def adapter_directory(path: str) -> str:
@@ -211,7 +212,7 @@ def evaluation_settings(cfg: dict, args) -> dict:
     section = cfg["evaluate"]
     set_flags(args, section, (("batch_size", "batch_size"), ("gamma_decode", "gamma")))
     set_flags(args, section["timing"], (("egpt_prefill_ms", "egpt_prefill_ms"), ("vl_prefill_ms", "vl_prefill_ms")))
-    config_mod.validate(cfg, "command line")
+    _validate(cfg)
     return section
 
 
@@ -231,6 +232,8 @@ def cmd_evaluate(args) -> None:
         result = evaluate_two_phase(adapter_directory(args.prefill_checkpoint), adapter_directory(args.decode_checkpoint),
                                     *common, args.output_dir or adapter_directory(args.decode_checkpoint))
     else:
+        from .config import ConfigError
+
         raise ConfigError("eventspec evaluate: give --checkpoint, or both --prefill_checkpoint and --decode_checkpoint")
     overall = result["overall"]
     tau = f"{round(section['tau'] * 100)}"
@@ -248,13 +251,6 @@ def cmd_report(args) -> None:
     write_report(args.metrics, args.out, cfg["evaluate"]["tau"])
 
 
-def cmd_plot(args) -> None:
-    import importlib
-
-    module = importlib.import_module(f"eventspec.figures.{args.figure}")
-    module.plot(args.metrics, args.out, args.tau)
-
-
 def cmd_digest(args) -> None:
     from .digest import write_digest
 
@@ -264,6 +260,22 @@ def cmd_digest(args) -> None:
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="pipeline config YAML (default: the repository's config.yaml)")
     p.add_argument("--config-json", help="config sections as inline JSON (overrides --config per top-level key)")
+
+
+def add_figure_parser(sub) -> None:
+    """``eventspec figure NAME``: NAME must be registered (``eventspec.figures.FIGURES``); argparse names the
+    known ones when it is not. The epilog says what each reads."""
+    from .figures import FIGURES
+
+    epilog = "figures and the JSON files they read (--inputs, in this order):\n" + "\n".join(
+        f"  {name:<22} {figure.reads}" + ("  [--tau]" if figure.tau else "") for name, figure in FIGURES.items())
+    p = sub.add_parser("figure", help="one figure (eventspec.figures.NAME) from small JSON files to a PNG",
+                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=list(FIGURES), metavar="NAME", help="a registered figure (listed below)")
+    p.add_argument("--inputs", nargs="+", required=True, help="the JSON files it reads, in its order")
+    p.add_argument("--out", required=True, help="PNG to write")
+    p.add_argument("--tau", type=float, default=0.9, help="cosine threshold drawn beside token-exact (default 0.9)")
+    p.set_defaults(func=cmd_figure)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -354,11 +366,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{flag}", type=int)
     p.set_defaults(func=cmd_train_adapter)
 
-    p = sub.add_parser("plot-training", help="training_curves.png of an adapter's history.json")
-    p.add_argument("--history", required=True)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_plot_training)
-
     p = sub.add_parser("benchmark", help="Stage 4: wall-clock benchmark of lossless speculative decoding and peers")
     _add_config_args(p)
     p.add_argument("--samples", help="sample store of the held-out split (default: <results>/samples/test.zarr)")
@@ -375,11 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                    " at each (default output_dir: <results>/bench/frames)")
     p.set_defaults(func=cmd_benchmark)
 
-    p = sub.add_parser("figure", help="one figure (eventspec.figures.<name>) from a metrics JSON")
-    p.add_argument("name", help="figure module, e.g. benchmark_speedup")
-    p.add_argument("--source", required=True, help="the metrics JSON it reads (e.g. results/bench/summary.json)")
-    p.add_argument("--out", required=True, help="PNG to write")
-    p.set_defaults(func=cmd_figure)
+    add_figure_parser(sub)
 
     p = sub.add_parser("evaluate", help="Stage 3: acceptance metrics of an adapter (or a two-phase pair) on the held-out store")
     _add_config_args(p)
@@ -404,13 +407,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("plot", help="one Stage 3 figure from metrics JSON")
-    p.add_argument("figure", choices=["metrics_summary", "stage_timeline", "token_metrics", "adapter_comparison"])
-    p.add_argument("--metrics", nargs="+", required=True, help="acceptance_metrics.json (and position_stats.json for metrics_summary)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--tau", type=float, default=0.9, help="cosine threshold plotted beside token-exact")
-    p.set_defaults(func=cmd_plot)
-
     p = sub.add_parser("digest", help="write the digest JSON of a store")
     p.add_argument("store")
     p.add_argument("out")
@@ -421,7 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "config", None) is None and getattr(args, "config_json", None) is None and hasattr(args, "config"):
-        args.config = str(config_mod.DEFAULT_CONFIG)
+        from .config import DEFAULT_CONFIG
+
+        args.config = str(DEFAULT_CONFIG)
     try:
         args.func(args)
     except Exception as err:

@@ -5,10 +5,12 @@ import re
 import shlex
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 SOURCE = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, SOURCE)
 from eventspec.codedigest import code_digest
+from eventspec.figures import FIGURES
 
 # Every job imports eventspec from this checkout, the code the rules' code digests hash: also inside
 # the conda envs of envs/, which hold only the pinned dependencies (see envs/eventspec.post-deploy.sh).
@@ -125,24 +127,17 @@ def trained_adapters():
     return [name for name in config["adapters"] if only is None or name in only]
 
 
-def adapter_targets():
-    """Per trained adapter: its weights and its training-curves figure."""
-    return [
-        target
-        for name in trained_adapters()
-        for target in (adapter_file(name, "best.safetensors"), f"{RESULTS}/figures/adapters/{name}/training_curves.png")
-    ]
-
-
 def all_targets():
-    targets = [feature_digest(s) for s in SPLITS] + [lm_head_file()] + adapter_targets() + evaluation_targets()
+    """Every stage's outputs and every figure (figure_targets)."""
+    targets = [feature_digest(s) for s in SPLITS] + [lm_head_file()]
+    targets += [adapter_file(name, "best.safetensors") for name in trained_adapters()]
+    targets.append(report_file())
     if config["data"]["source"] == "toy":
         targets.append(f"{RESULTS}/models/toy_eval.json")
-    targets.append(f"{RESULTS}/bench/summary.json")
-    targets += [figure_path(name) for name in BENCH_FIGURES]
+    targets.append(f"{bench_dir()}/summary.json")
     if frames_sweep_configs():
-        targets += [frames_summary(), figure_path("benchmark_frames")]
-    return targets
+        targets.append(frames_summary())
+    return targets + figure_targets()
 
 
 # Stage 3: evaluation (evaluate.smk)
@@ -194,18 +189,8 @@ def all_metrics():
     return [evaluation_file(n, "acceptance_metrics.json") for n in names]
 
 
-def evaluation_targets():
-    per_adapter = [
-        f"{RESULTS}/figures/evaluation/{name}/{figure}.png"
-        for name in trained_adapters()
-        for figure in ("metrics_summary", "stage_timeline", "token_metrics")
-    ]
-    per_pair = [f"{RESULTS}/figures/evaluation/{name}/stage_timeline.png" for name in two_phase_pairs()]
-    return (
-        per_adapter
-        + per_pair
-        + [f"{RESULTS}/figures/evaluation/adapter_comparison.png", f"{RESULTS}/report/METRICS_COMPARISON.md"]
-    )
+def report_file():
+    return f"{RESULTS}/report/METRICS_COMPARISON.md"
 
 
 REGISTERED = "|".join(re.escape(n) for n in config["adapters"]) or "^$"
@@ -244,16 +229,110 @@ def frames_summary():
     return f"{frames_sweep_dir()}/frames_summary.json"
 
 
-# Benchmark figures (figures.smk)
-
-BENCH_FIGURES = [
-    "benchmark_speedup",
-    "benchmark_breakdown",
-    "benchmark_acceptance",
-    "benchmark_histogram",
-    "benchmark_timeline",
-]
+# Figures (figures.smk): one rule per registered figure (eventspec.figures.FIGURES), one job per PNG.
 
 
-def figure_path(name):
-    return f"{RESULTS}/figures/{name}.png"
+class FigureRule(NamedTuple):
+    """One figure's rule as data. Its output (with ``{name}`` when it makes one job per adapter or pair), its JSON
+    inputs in the order the figure reads them, its report entry, and the outputs the pipeline builds."""
+
+    output: str
+    inputs: list
+    category: str
+    labels: dict
+    subcategory: str | None
+    targets: list
+
+
+def figure_rule(output, inputs, category, labels, subcategory=None, names=None, wanted=True):
+    """A FigureRule whose targets are ``output`` for each of ``names`` (``{name}``), or ``output`` itself when
+    there are no names and it is ``wanted``."""
+    targets = expand(output, name=names) if names is not None else ([output] if wanted else [])
+    return FigureRule(output, inputs, category, labels, subcategory, targets)
+
+
+def evaluation_figure(figure, *files, names=None):
+    """A per-adapter evaluation figure reading ``files`` of ``results/eval/{name}/``, for ``names`` (default:
+    every trained adapter)."""
+    return figure_rule(
+        f"{RESULTS}/figures/evaluation/{{name}}/{figure}.png",
+        [evaluation_file("{name}", f) for f in files],
+        "Evaluation",
+        {"adapter": "{name}", "result": figure.replace("_", " ")},
+        subcategory="{name}",
+        names=trained_adapters() if names is None else names,
+    )
+
+
+def benchmark_figure(figure, source=None, result=None, wanted=True):
+    """A benchmark figure at ``results/figures/<figure>.png``, from ``source`` (default: summary.json)."""
+    return figure_rule(
+        f"{RESULTS}/figures/{figure}.png",
+        [source or f"{bench_dir()}/summary.json"],
+        "Benchmark",
+        {"result": result or figure.removeprefix("benchmark_")},
+        wanted=wanted,
+    )
+
+
+FIGURE_RULES = {
+    "training_curves": figure_rule(
+        f"{RESULTS}/figures/adapters/{{name}}/training_curves.png",
+        [adapter_file("{name}", "history.json")],
+        "Training",
+        {"adapter": "{name}", "result": "training curves"},
+        names=trained_adapters(),
+    ),
+    "metrics_summary": evaluation_figure("metrics_summary", "acceptance_metrics.json", "position_stats.json"),
+    "stage_timeline": evaluation_figure(
+        "stage_timeline", "acceptance_metrics.json", names=trained_adapters() + two_phase_pairs()
+    ),
+    "token_metrics": evaluation_figure("token_metrics", "acceptance_metrics.json", "position_stats.json"),
+    "adapter_comparison": figure_rule(
+        f"{RESULTS}/figures/evaluation/adapter_comparison.png",
+        all_metrics(),
+        "Evaluation",
+        {"adapter": "all", "result": "adapter comparison"},
+        subcategory="All adapters",
+    ),
+    "benchmark_speedup": benchmark_figure("benchmark_speedup"),
+    "benchmark_breakdown": benchmark_figure("benchmark_breakdown"),
+    "benchmark_acceptance": benchmark_figure("benchmark_acceptance"),
+    "benchmark_histogram": benchmark_figure("benchmark_histogram"),
+    "benchmark_timeline": benchmark_figure("benchmark_timeline"),
+    "benchmark_frames": benchmark_figure(
+        "benchmark_frames", frames_summary(), "frames sweep", wanted=bool(frames_sweep_configs())
+    ),
+}
+"""Figure name (as registered) -> its rule: figures.smk makes one rule of each."""
+
+if set(FIGURE_RULES) != set(FIGURES):
+    raise ValueError(
+        f"figure rules {sorted(FIGURE_RULES)} and registered figures {sorted(FIGURES)} (eventspec.figures) differ"
+    )
+
+
+def figure_targets(category=None):
+    """Every figure the pipeline builds, or those of one report category."""
+    return [t for r in FIGURE_RULES.values() if category in (None, r.category) for t in r.targets]
+
+
+def figure_params(figure):
+    """A figure rule's params: the figure, the digest of its module and the renderer (restyling one figure
+    reruns only its jobs), and ``tau`` for the figures that draw the cosine proxy (captions show it)."""
+    params = {"name": figure, "code": code_digest(f"figures.{figure}", "figures.render")}
+    if FIGURES[figure].tau:
+        params["tau"] = config["evaluate"]["tau"]
+    return params
+
+
+def figure_command(figure):
+    """``eventspec figure NAME``, with ``--tau`` for the figures that take it."""
+    tau = " --tau {params.tau}" if FIGURES[figure].tau else ""
+    return f"eventspec figure {{params.name}} --inputs {{input}} --out {{output}}{tau} 2> {{log}}"
+
+
+def figure_log(figure, output):
+    """``figure_<figure>[_<wildcard>...].log``: a log has its output's wildcards."""
+    wildcards = "".join(f"_{{{w}}}" for w in re.findall(r"{(\w+)}", output))
+    return f"{RESULTS}/logs/figure_{figure}{wildcards}.log"

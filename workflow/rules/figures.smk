@@ -1,48 +1,31 @@
-for _figure in BENCH_FIGURES:
+# Every figure is its own job: one rule per registered figure (FIGURE_RULES in common.smk), one job per PNG,
+# running `eventspec figure NAME` on small JSON files. A rule's code digest covers its figure module and the
+# renderer only, so restyling one figure reruns that figure's jobs alone.
+for _figure, _rule in FIGURE_RULES.items():
 
     rule:
         name:
             f"figure_{_figure}"
         input:
-            f"{RESULTS}/bench/summary.json",
+            _rule.inputs,
         output:
             report(
-                figure_path(_figure),
+                _rule.output,
                 caption=f"../report/{_figure}.rst",
-                category="Benchmark",
-                labels={"result": _figure.removeprefix("benchmark_")},
+                category=_rule.category,
+                subcategory=_rule.subcategory,
+                labels=_rule.labels,
             ),
         log:
-            f"{RESULTS}/logs/figure_{_figure}.log",
+            figure_log(_figure, _rule.output),
         conda:
             software_env()
         params:
-            name=_figure,
-            code=code_digest(f"figures.{_figure}"),
+            **figure_params(_figure),
         shell:
-            "eventspec figure {params.name} --source {input} --out {output} 2> {log}"
-
-
-rule figure_benchmark_frames:
-    input:
-        frames_summary(),
-    output:
-        report(
-            figure_path("benchmark_frames"),
-            caption="../report/benchmark_frames.rst",
-            category="Benchmark",
-            labels={"result": "frames sweep"},
-        ),
-    log:
-        f"{RESULTS}/logs/figure_benchmark_frames.log",
-    conda:
-        software_env()
-    params:
-        code=code_digest("figures.benchmark_frames"),
-    shell:
-        "eventspec figure benchmark_frames --source {input} --out {output} 2> {log}"
+            figure_command(_figure)
 
 
 rule figures:
     input:
-        [figure_path(f) for f in BENCH_FIGURES] + ([figure_path("benchmark_frames")] if frames_sweep_configs() else []),
+        figure_targets("Benchmark"),

@@ -1,4 +1,4 @@
-# Stage 2: every entry of the adapter registry (config adapters:) is its own train job and figure job.
+# Stage 2: every entry of the adapter registry (config adapters:) is its own train job (and figure job, figures.smk).
 
 
 rule train_adapter:
@@ -27,23 +27,3 @@ rule train_adapter:
         "eventspec train-adapter --config-json {params.cfg:q} --name {wildcards.name}"
         " --train-store {params.train} --test-store {params.test} --lm-head {input.lm_head}"
         " --verifier {params.verifier} --out {params.out} --resume --threads {threads} 2> {log}"
-
-
-rule plot_training:
-    input:
-        adapter_file("{name}", "history.json"),
-    output:
-        report(
-            f"{RESULTS}/figures/adapters/{{name}}/training_curves.png",
-            caption="../report/training_curves.rst",
-            category="Training",
-            labels={"adapter": "{name}", "result": "training curves"},
-        ),
-    log:
-        f"{RESULTS}/logs/plot_training_{{name}}.log",
-    conda:
-        software_env()
-    params:
-        code=code_digest("figures.training_curves"),
-    shell:
-        "eventspec plot-training --history {input} --out {output} 2> {log}"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from .saving import plt, read, save
+from .common import tag
+
+SIZE = (12, 5)
 
 
-def plot(paths, out, tau: float = 0.9):
-    """``paths``: acceptance_metrics.json of single adapters (two-phase files are skipped)."""
-    results = [r for r in map(read, paths) if r["adapter"]["kind"] != "two_phase"]
-    tag = f"{round(tau * 100)}"
-    fig, (rate, cons) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
-    panels = ((rate, f"accept_{tag}", "token_top1_match", f"accept@0.{tag} (cosine proxy)", "token top-1 match"),
-              (cons, f"consecutive_mean_{tag}", "consecutive_mean_token_exact", f"consecutive accepts @0.{tag}",
+def plot(fig, inputs: list[dict], tau: float) -> None:
+    """``inputs``: acceptance_metrics.json of single adapters (two-phase files are skipped)."""
+    results = [r for r in inputs if r["adapter"]["kind"] != "two_phase"]
+    t = tag(tau)
+    rate, cons = fig.subplots(1, 2)
+    panels = ((rate, f"accept_{t}", "token_top1_match", f"accept@0.{t} (cosine proxy)", "token top-1 match"),
+              (cons, f"consecutive_mean_{t}", "consecutive_mean_token_exact", f"consecutive accepts @0.{t}",
                "token-exact consecutive accepts"))
     for ax, proxy, exact, xlabel, ylabel in panels:
         for r in results:
@@ -25,4 +27,3 @@ def plot(paths, out, tau: float = 0.9):
         ax.set(xlabel=xlabel, ylabel=ylabel)
     rate.set_title("blue: prefill adapters, red: decode heads")
     fig.suptitle("cosine proxy vs token-exact acceptance across adapters")
-    return save(fig, out)

@@ -1,9 +1,13 @@
 """Tokens per verifier forward (τ, bonus included) and draft acceptance rate per configuration."""
 
-from . import configs
+from .common import configs
+
+SIZE = (8, 4.5)
 
 
-def plot(summary: dict, ax) -> None:
+def plot(fig, inputs: list[dict], tau: float) -> None:
+    """``inputs``: [summary.json]; ``tau`` unused."""
+    summary, ax = inputs[0], fig.subplots()
     names, rows = configs(summary)
     keep = [(n, r) for n, r in zip(names, rows) if r["tau"] is not None]
     ax.bar([n for n, _ in keep], [r["tau"] for _, r in keep], color="tab:blue")

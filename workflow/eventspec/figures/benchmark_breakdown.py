@@ -1,9 +1,13 @@
 """Mean wall time per pair: verifier vision + prefill, then decoding (waiting for the drafter included)."""
 
-from . import configs
+from .common import configs
+
+SIZE = (8, 4.5)
 
 
-def plot(summary: dict, ax) -> None:
+def plot(fig, inputs: list[dict], tau: float) -> None:
+    """``inputs``: [summary.json]; ``tau`` unused."""
+    summary, ax = inputs[0], fig.subplots()
     names, rows = configs(summary)
     pre = [1e3 * (r["prefill_s_mean"] or 0) for r in rows]
     wait = [1e3 * r["wait_s_mean"] for r in rows]

@@ -1,7 +1,11 @@
 """The frames sweep: speedup against vl_baseline at each verifier frame count, beside the verifier's prefill."""
 
+SIZE = (8, 4.5)
 
-def plot(summary: dict, ax) -> None:
+
+def plot(fig, inputs: list[dict], tau: float) -> None:
+    """``inputs``: [frames_summary.json]; ``tau`` unused."""
+    summary, ax = inputs[0], fig.subplots()
     frames = summary["frames"]
     for name, c in summary["configs"].items():
         if name != "vl_baseline":

@@ -1,9 +1,13 @@
 """Accepted drafts per decode round (rounds that had drafts), per configuration."""
 
-from . import configs
+from .common import configs
+
+SIZE = (8, 4.5)
 
 
-def plot(summary: dict, ax) -> None:
+def plot(fig, inputs: list[dict], tau: float) -> None:
+    """``inputs``: [summary.json]; ``tau`` unused."""
+    summary, ax = inputs[0], fig.subplots()
     names, rows = configs(summary)
     keep = [(n, r["acceptance_histogram"]) for n, r in zip(names, rows) if r["acceptance_histogram"]]
     width = 0.8 / max(len(keep), 1)

@@ -1,9 +1,13 @@
 """Measured speedup against vl_baseline (same run), beside the ideal from measured component costs."""
 
-from . import configs
+from .common import configs
+
+SIZE = (8, 4.5)
 
 
-def plot(summary: dict, ax) -> None:
+def plot(fig, inputs: list[dict], tau: float) -> None:
+    """``inputs``: [summary.json]; ``tau`` unused."""
+    summary, ax = inputs[0], fig.subplots()
     names, rows = configs(summary)
     x = range(len(names))
     ax.bar([i - 0.2 for i in x], [r["speedup"] for r in rows], 0.4, label="measured")

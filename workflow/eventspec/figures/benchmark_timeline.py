@@ -1,9 +1,13 @@
 """Prefill hiding: the verifier's prefill beside the drafter's prefill and drafting in the worker (means)."""
 
-from . import configs
+from .common import configs
+
+SIZE = (8, 4.5)
 
 
-def plot(summary: dict, ax) -> None:
+def plot(fig, inputs: list[dict], tau: float) -> None:
+    """``inputs``: [summary.json]; ``tau`` unused."""
+    summary, ax = inputs[0], fig.subplots()
     names, rows = configs(summary)
     keep = [(n, r) for n, r in zip(names, rows) if r["drafter_prefill_s_mean"]]
     for i, (name, r) in enumerate(keep):

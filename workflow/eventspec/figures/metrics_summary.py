@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .saving import names, plt, read, save
+from .common import names, tag
 
+SIZE = (11, 7.5)
 THRESHOLD_TAGS = ("80", "85", "90", "95")
 
 
-def plot(paths, out, tau: float = 0.9):
-    """``paths``: the adapter's acceptance_metrics.json and position_stats.json."""
-    metrics, positions = read(paths[0]), read(paths[1])
+def plot(fig, inputs: list[dict], tau: float) -> None:
+    """``inputs``: the adapter's acceptance_metrics.json and position_stats.json."""
+    metrics, positions = inputs
     overall = metrics["overall"]
-    fig, ((hist, pos), (cons, speed)) = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
+    (hist, pos), (cons, speed) = fig.subplots(2, 2)
     edges = np.array(metrics["cos_histogram"]["edges"])
     hist.bar(edges[:-1], metrics["cos_histogram"]["counts"], width=np.diff(edges), align="edge", color="C0")
     hist.axvline(tau, color="k", ls="--", lw=1, label=f"tau = {tau:.2f}")
@@ -21,8 +22,8 @@ def plot(paths, out, tau: float = 0.9):
     hist.legend()
     rows = positions["overall"]
     x = [r["position"] for r in rows]
-    tag = f"{round(tau * 100)}"
-    pos.plot(x, [r[f"accept_{tag}"] for r in rows], marker="o", label=f"accept@0.{tag}")
+    t = tag(tau)
+    pos.plot(x, [r[f"accept_{t}"] for r in rows], marker="o", label=f"accept@0.{t}")
     pos.plot(x, [r["cos_mean"] for r in rows], marker="s", label="mean cos")
     pos.plot(x, [r["token_top1_match"] for r in rows], marker="^", ls="--", color="k", label="token top-1")
     pos.set(title="per position", xlabel="output position", ylim=(0, 1.02))
@@ -42,4 +43,3 @@ def plot(paths, out, tau: float = 0.9):
     speed.set(title="ESTIMATED speedup (formula, config timing)", ylabel="x")
     speed.legend(fontsize=8)
     fig.suptitle(f"{metrics['adapter']['name']}: held-out acceptance ({overall['num_rows']} rows)")
-    return save(fig, out)

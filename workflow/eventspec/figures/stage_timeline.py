@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .saving import names, plt, read, save
+from .common import names
+
+SIZE = (11, 5.2)
 
 
 def stages(metrics: dict, name: str) -> tuple[list, list]:
@@ -21,11 +23,11 @@ def stages(metrics: dict, name: str) -> tuple[list, list]:
     return baseline, sd
 
 
-def plot(paths, out, tau: float = 0.9):
-    metrics = read(paths[0])
+def plot(fig, inputs: list[dict], tau: float) -> None:
+    """``inputs``: [acceptance_metrics.json] of an adapter or a two-phase pair."""
+    metrics = inputs[0]
     variants = names(metrics, tau)
-    fig, axes = plt.subplots(len(variants), 1, figsize=(11, 2.6 * len(variants)), sharex=True,
-                             constrained_layout=True)
+    axes = fig.subplots(len(variants), 1, sharex=True)
     colors = {"verifier prefill": "C0", "verifier decode": "C1", "drafter prefill": "C2",
               "drafts behind prefill": "C4", "SD decode": "C3"}
     for ax, (name, label) in zip(axes, variants):
@@ -45,4 +47,3 @@ def plot(paths, out, tau: float = 0.9):
         unique = dict(zip(labels, handles))
         ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
     fig.suptitle(f"{metrics['adapter']['name']}: stage timeline (timing: {metrics['timing']['source']})")
-    return save(fig, out)

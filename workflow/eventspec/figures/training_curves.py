@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from matplotlib.ticker import MaxNLocator
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
+SIZE = (13, 3.8)
 THRESHOLDS = (80, 85, 90, 95)
 
 
-def plot_training_curves(history_path: str | Path, out: str | Path) -> Path:
-    history = json.loads(Path(history_path).read_text())
+def plot(fig, inputs: list[dict], tau: float) -> None:
+    """``inputs``: [history.json]; ``tau`` unused (every threshold is drawn)."""
+    history = inputs[0]
     epochs = [r["epoch"] for r in history["epochs"]]
-    fig, (loss, cos, accept) = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+    loss, cos, accept = fig.subplots(1, 3)
     loss.plot(epochs, [r["train_loss"] for r in history["epochs"]], marker="o", label="train")
     loss.plot(epochs, [r["val_loss"] for r in history["epochs"]], marker="o", label="held-out")
     loss.set(title="loss", xlabel="epoch")
@@ -35,8 +30,3 @@ def plot_training_curves(history_path: str | Path, out: str | Path) -> Path:
         if history.get("best_epoch"):
             ax.axvline(history["best_epoch"], color="grey", ls=":", lw=1)
     fig.suptitle(f"{history['adapter']} ({history['level']})")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
