@@ -127,6 +127,8 @@ def test_short_training_lowers_held_out_loss_and_loads(stores, tmp_path):
         assert best < 0.9 * untrained, (level, untrained, history["epochs"])
         loaded = load_adapter(tmp_path / level)
         assert not loaded.training and next(loaded.parameters()).dtype == torch.float32
+        half = load_adapter(tmp_path / level, "cpu", torch.bfloat16)  # the engine's: the verifier's dtype and device
+        assert {t.dtype for t in half.state_dict().values() if t.is_floating_point()} == {torch.bfloat16}
         schema = json.loads((ROOT / "xsd/adapter_history.schema.json").read_text())
         jsonschema.validate(json.loads((tmp_path / level / "history.json").read_text()), schema)
         draw(tmp_path / level, "training_curves", tmp_path / level / "history.json")
@@ -180,6 +182,18 @@ def test_bad_inputs_name_the_file_or_key(stores, tmp_path):
     adapter, _ = entry("L5", input="free")
     with pytest.raises(AdapterError, match="adapters.x.input"):
         train_adapter("x", adapter, train_cfg, stores["train"], stores["test"], stores["lm_head"], tmp_path / "o")
+
+
+def test_training_and_evaluation_devices_are_checked_naming_the_key(stores, tmp_path, monkeypatch):
+    from eventspec.evaluation.evaluate import load_inputs
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    adapter, train_cfg = entry("L1")
+    with pytest.raises(ValueError, match="train.device: 'cuda:1'.*no usable CUDA device"):
+        train_adapter("x", adapter, train_cfg | {"device": "cuda:1"}, stores["train"], stores["test"],
+                      stores["lm_head"], tmp_path / "o")
+    with pytest.raises(ValueError, match="evaluate.device: 'cuda'"):
+        load_inputs(tmp_path, stores["lm_head"], None, FeatureStore(stores["test"]), "cuda")
 
 
 def test_cli_seed_flags_and_errors(stores, tmp_path, capsys):

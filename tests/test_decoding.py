@@ -356,6 +356,59 @@ def test_benchmark_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
         draw(tmp_path, f"benchmark_{figure}", tmp_path / "bench/summary.json")
 
 
+def write_random_adapter(results: Path, name: str, entry: dict, dd: int, dv: int) -> None:
+    """An untrained registry adapter saved as the train stage saves one (config.json + best.safetensors)."""
+    from eventspec import config as config_mod
+    from eventspec.adapters.checkpoint import BEST, build_from_config, save_weights, write_config
+    from eventspec.adapters.registry import resolve
+
+    config = resolve(name, config_mod.validate({"adapters": {name: entry}})["adapters"][name], dd, dv)
+    out = results / "adapters" / name
+    out.mkdir(parents=True)
+    torch.manual_seed(0)
+    write_config(out, config)
+    save_weights(build_from_config(config), out / BEST)
+
+
+def test_bfloat16_verifier_gets_its_adapters_in_its_dtype_on_its_device_and_stays_lossless(
+        tiny_world, tiny_models, tmp_path):
+    """A bfloat16 verifier beside a float32 drafter: every adapter and head (main process, in-process drafter,
+    drafter worker) in bfloat16 on the verifier's device; every pair token-identical to vl_baseline (or a tie)."""
+    from eventspec.decoding.benchmark import Runner, run_benchmark
+    from eventspec.decoding.concurrent import adapter_beside
+
+    hidden = tiny_world[0]["toy_models"]["llm"]["hidden"]  # the toy pair's LLMs share it
+    head = {"hyperparams": {"num_heads": 2, "ffn_dim": 32, "max_positions": 64}}
+    for name, entry in {"L1": {"level": "L1", "hyperparams": {"bottleneck_dim": 16}},
+                        "L4": {"level": "L4", "hyperparams": {"num_heads": 2, "ffn_dim": 32}},
+                        "L5F": {"level": "L5F", **head},
+                        "B1_tok": {"level": "B1", "vlm_only": True, "use_token_embedding": True, **head}}.items():
+        write_random_adapter(tmp_path, name, entry, hidden, hidden)
+    configs = {"vl_baseline": {"kind": "baseline"}, "oracle": {"kind": "oracle"},
+               "L1+VL": {"kind": "speculative", "prefill_adapter": "L1"},
+               "L4+L5F": {"kind": "speculative", "prefill_adapter": "L4", "decode_adapter": "L5F", "gamma": 3},
+               "B1_tok_decode": {"kind": "speculative", "decode_adapter": "B1_tok", "gamma": 4}}
+    cfg = bench_config(tiny_world, tiny_models, tmp_path, configs=configs, concurrent=False, warmup=0, repeats=1)
+    cfg["models"]["verifier"]["dtype"] = "bfloat16"
+    runner = Runner(cfg, list(configs))
+    try:
+        device = runner.verifier.device
+        assert runner.dtype == runner.verifier.lm_head.weight.dtype == torch.bfloat16
+        modules = {**runner.heads, **runner.worker.adapters,
+                   "worker L4": adapter_beside(str(tmp_path / "adapters/L4"), runner.verifier.lm_head)}
+        assert set(modules) == {"L5F", "B1_tok", "L1", "L4", "worker L4"}
+        for name, module in modules.items():
+            tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+            assert tensors and {(t.dtype, t.device) for t in tensors} == {(torch.bfloat16, device)}, name
+    finally:
+        runner.close()
+    for concurrent in (False, True):  # in process; in the drafter worker (its adapters beside its LM head copy)
+        cfg["benchmark"]["concurrent"] = concurrent
+        summary = run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / f"bench{concurrent}", list(configs))
+        assert set(summary["configs"]) == set(configs)  # run_benchmark raises on any non-tie token difference
+    assert summary["configs"]["oracle"]["acceptance_rate"] == 1.0
+
+
 def test_clip_frames_spaces_or_repeats_the_stored_frames():
     from eventspec.decoding.benchmark import clip_frames
 

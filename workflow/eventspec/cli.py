@@ -15,6 +15,7 @@ USER_ERRORS = {
     "eventspec.adapters.errors": "AdapterError",
     "eventspec.config": "ConfigError",
     "eventspec.decoding.engine": "LosslessError",
+    "eventspec.devices": "ModelLoadError",
     "eventspec.dsec": "DataError",
     "eventspec.extract": "ExtractionError",
     "eventspec.models.loading": "ModelLoadError",

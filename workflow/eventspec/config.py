@@ -12,6 +12,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .levels import scale_adapters
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SCHEMA_PATH = PACKAGE_DIR / "xsd" / "config.schema.yaml"
 """``xsd/`` and the default ``config.yaml`` ship inside the package (links to the repository's copies in a
@@ -44,7 +46,9 @@ def load_schema() -> dict:
 
 
 def validate(config: dict, source: str = "config") -> dict:
-    """Fill defaults in place and check ``config``; raise ConfigError naming the key."""
+    """Fill defaults in place (the adapter registry's level defaults first: ``levels.scale_adapters``) and check
+    ``config``; raise ConfigError naming the key."""
+    scale_adapters(config)
     errors = sorted(DefaultFillingValidator(load_schema()).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         err = errors[0]

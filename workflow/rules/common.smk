@@ -3,14 +3,15 @@ import json
 import os
 import re
 import shlex
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
-SOURCE = str(Path(workflow.basedir) / "workflow")
-sys.path.insert(0, SOURCE)
+from snakemake.logging import logger
+
+SOURCE = str(Path(workflow.basedir) / "workflow")  # on sys.path (the Snakefile puts it there)
 from eventspec.codedigest import code_digest
 from eventspec.figures import FIGURES
+from eventspec.levels import describe
 
 # Every job imports eventspec from this checkout, the code the rules' code digests hash: also inside
 # the conda envs of envs/, which hold only the pinned dependencies (see envs/eventspec.post-deploy.sh).
@@ -45,12 +46,27 @@ def model_json(name):
     return json.dumps({"models": {name: config["models"][name]}}, sort_keys=True)
 
 
-def gpus(*models):
-    """GPUs a job running these models needs (its ``gpu`` resource, ``--gpus`` on SLURM): the highest CUDA
-    index among their ``models.<name>.device`` plus one (a job sees its GPUs as cuda:0..N-1), 0 on the CPU."""
-    devices = [config["models"][m]["device"] for m in models]
+def device_gpus(devices):
+    """GPUs a job running on these devices needs (its ``gpu`` resource, ``--gpus`` on SLURM): the highest CUDA
+    index plus one (a job sees its GPUs as cuda:0..N-1), 0 on the CPU."""
     cuda = [d for d in devices if d == "cuda" or d.startswith("cuda:")]
     return max((int(d.partition(":")[2] or 0) for d in cuda), default=-1) + 1
+
+
+def gpus(*models):
+    """GPUs a job running these models needs, from their ``models.<name>.device``."""
+    return device_gpus([config["models"][m]["device"] for m in models])
+
+
+def stage_gpus(stage):
+    """GPUs a train/evaluate job needs, from ``<stage>.device``."""
+    return device_gpus([config[stage]["device"]])
+
+
+def stage_threads(stage):
+    """CPU threads of a train/evaluate job: 1 on the CPU (the toy's jobs run side by side, one core each); 4 when
+    ``<stage>.device`` is CUDA, where the CPU feeds the GPU (store reads, Blosc decompression, batching)."""
+    return 4 if device_gpus([config[stage]["device"]]) else 1
 
 
 def toy_manifest():
@@ -127,6 +143,14 @@ def trained_adapters():
     return [name for name in config["adapters"] if only is None or name in only]
 
 
+def log_adapter_settings():
+    """What each trained adapter gets (its level's defaults included, and their scale), logged once per invocation
+    (not by the jobs it spawns): the plan of a real config says which hyperparameters every adapter trains with."""
+    if workflow.is_main_process:
+        for name in trained_adapters():
+            logger.info(f"train_adapter {describe(name, adapter_entry(name), config)}")
+
+
 def all_targets():
     """Every stage's outputs and every figure (figure_targets)."""
     targets = [feature_digest(s) for s in SPLITS] + [lm_head_file()]
@@ -194,6 +218,7 @@ def report_file():
 
 
 REGISTERED = "|".join(re.escape(n) for n in config["adapters"]) or "^$"
+log_adapter_settings()
 
 
 # Stage 4: benchmark (benchmark.smk)

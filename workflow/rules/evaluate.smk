@@ -15,6 +15,9 @@ rule evaluate_adapter:
         name=REGISTERED,
     conda:
         software_env()
+    threads: stage_threads("evaluate")
+    resources:
+        gpu=stage_gpus("evaluate"),
     params:
         cfg=evaluation_json(),
         code=code_digest("evaluation.evaluate", "evaluation.timing"),
@@ -43,6 +46,9 @@ rule evaluate_two_phase:
         decode=REGISTERED,
     conda:
         software_env()
+    threads: stage_threads("evaluate")
+    resources:
+        gpu=stage_gpus("evaluate"),
     params:
         cfg=evaluation_json(),
         code=code_digest("evaluation.evaluate", "evaluation.timing"),

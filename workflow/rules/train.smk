@@ -16,6 +16,9 @@ rule train_adapter:
         f"{RESULTS}/logs/train_adapter_{{name}}.log",
     conda:
         software_env()
+    threads: stage_threads("train")
+    resources:
+        gpu=stage_gpus("train"),
     params:
         cfg=lambda w: adapter_config_json(w.name),
         code=code_digest("adapters.train"),

@@ -20,22 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..levels import DECODE_LEVELS, DEFAULT_HPARAMS, LEVELS, PREFILL_LEVELS  # noqa: F401 (re-exported)
 from .errors import AdapterError
-
-PREFILL_LEVELS = ("L1", "L2", "L3", "L4")
-DECODE_LEVELS = ("L5", "L5F", "B1")
-LEVELS = PREFILL_LEVELS + DECODE_LEVELS
-
-# The seeds' defaults per level; a registry entry's hyperparams override them.
-DEFAULT_HPARAMS = {
-    "L1": {"bottleneck_dim": 256, "dropout": 0.1, "alpha": 0.1},
-    "L2": {"bottleneck_dim": 256, "num_blocks": 3, "dropout": 0.1, "alpha": 0.1},
-    "L3": {"bottleneck_dim": 1024, "num_blocks": 2, "dropout": 0.1, "alpha": 0.1},
-    "L4": {"num_heads": 8, "num_layers": 1, "ffn_dim": 2048, "dropout": 0.1, "alpha": 0.1},
-    "L5": {"num_heads": 8, "num_layers": 1, "ffn_dim": 2048, "dropout": 0.1, "max_positions": 512},
-    "L5F": {"num_heads": 8, "num_layers": 1, "ffn_dim": 2048, "dropout": 0.1, "max_positions": 512},
-    "B1": {"num_heads": 8, "num_layers": 1, "ffn_dim": 2048, "dropout": 0.1, "max_positions": 512},
-}
 
 
 def causal_mask(length: int, device) -> torch.Tensor:

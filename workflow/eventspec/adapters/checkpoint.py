@@ -25,7 +25,8 @@ LAST = "last.safetensors"
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to(torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
+    """The state dict as float32 CPU tensors (what the files hold, whatever the training device)."""
+    return {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
 
 
 def save_weights(model: torch.nn.Module, path: Path, metadata: dict | None = None) -> None:
@@ -77,13 +78,15 @@ def load_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Pa
         raise AdapterError(f"{path}: weights do not fit the adapter of its config.json ({err})") from err
 
 
-def load_adapter(directory: str | Path) -> torch.nn.Module:
-    """The trained adapter of ``directory`` (its config.json and best.safetensors), float32, eval mode."""
+def load_adapter(directory: str | Path, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """The trained adapter of ``directory`` (its config.json and best.safetensors) in eval mode, its float
+    parameters and buffers in ``dtype`` on ``device`` (the engine passes its verifier's)."""
     directory = Path(directory)
     model = build_from_config(read_config(directory))
     tensors, _ = read_tensors(directory / BEST)
     load_into(model, tensors, directory / BEST)
-    return model.float().eval()
+    return model.to(device=device, dtype=dtype).eval()
 
 
 def save_training_state(path: Path, model, optimizer, state: dict) -> None:
@@ -93,8 +96,11 @@ def save_training_state(path: Path, model, optimizer, state: dict) -> None:
     for group in optimizer.param_groups:
         for p in group["params"]:
             for key, value in optimizer.state.get(p, {}).items():
-                tensors[f"optim.{names[id(p)]}.{key}"] = torch.as_tensor(value).detach().clone()
+                tensors[f"optim.{names[id(p)]}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
     tensors["rng.torch"] = torch.get_rng_state()
+    device = next(model.parameters()).device
+    if device.type == "cuda":  # dropout on the GPU draws from its own generator
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     _atomic_save(tensors, path, {"state": json.dumps(state)})
 
 
@@ -117,6 +123,10 @@ def restore_training_state(path: Path, model, optimizer, identity: str) -> dict 
             name, _, field = key[len("optim."):].rpartition(".")
             if name not in params:
                 raise AdapterError(f"{path}: corrupt checkpoint (optimizer state of unknown parameter {name})")
-            optimizer.state[params[name]][field] = value
+            param = params[name]
+            optimizer.state[param][field] = value if field == "step" else value.to(param.device)  # AdamW: step on CPU
     torch.set_rng_state(tensors["rng.torch"])
+    device = next(model.parameters()).device
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     return state

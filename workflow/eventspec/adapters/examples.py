@@ -32,18 +32,25 @@ class Example:
     mask: torch.Tensor  # [B, W] bool
 
 
+def module_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def example(batch: FeatureBatch, model: torch.nn.Module, embedding: torch.Tensor | None) -> Example:
-    verifier = batch.verifier.float()
+    """The batch as ``model``'s example, on the model's device (``embedding``, when read, must be there too)."""
+    device = module_device(model)
+    verifier = batch.verifier.to(device).float()
+    tokens, mask = batch.tokens.to(device), batch.mask.to(device)
     if model.kind == "prefill":
-        return Example({"drafter_hidden": batch.drafter.float()}, verifier, batch.tokens, batch.mask)
+        return Example({"drafter_hidden": batch.drafter.to(device).float()}, verifier, tokens, mask)
     inputs = {}
     if "drafter" in model.uses:
-        inputs["drafter_hidden"] = batch.drafter[:, 1:].float()
+        inputs["drafter_hidden"] = batch.drafter[:, 1:].to(device).float()
     if "verifier" in model.uses:
         inputs["verifier_hidden"] = verifier[:, :-1]
     if model.use_token_embedding:
-        inputs["token_embeds"] = embedding[batch.tokens[:, :-1].clamp(min=0)]
-    return Example(inputs, verifier[:, 1:], batch.tokens[:, 1:], batch.mask[:, 1:])
+        inputs["token_embeds"] = embedding[tokens[:, :-1].clamp(min=0)]
+    return Example(inputs, verifier[:, 1:], tokens[:, 1:], mask[:, 1:])
 
 
 def run(model: torch.nn.Module, ex: Example) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -2,7 +2,8 @@
 
 AdamW (weight decay 0.01), cosine learning rate from ``learning_rate`` to 1e-6
 over ``epochs`` (set per epoch, the closed form of CosineAnnealingLR), grad
-clip 1.0, early stopping on the held-out (test store) loss. Everything is
+clip 1.0, early stopping on the held-out (test store) loss, on ``train.device`` (the adapter, its batches,
+the verifier LM head and token embedding it reads; float32). Everything is
 seeded: the model init by ``train.seed``, the batch order of epoch e by
 (seed, e), dropout by the torch RNG, whose state is checkpointed. Work
 happens in ``<out>.partial/`` (Snakemake deletes declared outputs of a failed
@@ -26,6 +27,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm import tqdm
 
+from ..devices import check_device
 from ..features import FeatureStore
 from .checkpoint import (
     BEST, CONFIG, LAST, build_from_config, restore_training_state, save_training_state, save_weights, write_config,
@@ -89,10 +91,11 @@ def batches(store: FeatureStore, config: dict, train_cfg: dict, batch_size: int,
     )
 
 
-def fresh_model(config: dict, train_cfg: dict):
-    """The seeded, untrained adapter and its AdamW optimizer."""
+def fresh_model(config: dict, train_cfg: dict, device: torch.device = torch.device("cpu")):
+    """The seeded, untrained adapter on ``device`` (initialised on the CPU: the same on every device) and its AdamW
+    optimizer."""
     torch.manual_seed(train_cfg["seed"])
-    model = build_from_config(config)
+    model = build_from_config(config).to(device)
     return model, torch.optim.AdamW(model.parameters(), lr=config["learning_rate"], weight_decay=WEIGHT_DECAY)
 
 
@@ -132,13 +135,14 @@ def train_adapter(
     work = out.with_name(out.name + ".partial")
     train, test = open_stores(train_store, test_store)
     config = resolve(name, entry, train.drafter_dim, train.verifier_dim)
-    lm_head = load_lm_head(lm_head_path, train.verifier_dim)
+    device = check_device(train_cfg["device"], "train.device")
+    lm_head = load_lm_head(lm_head_path, train.verifier_dim).to(device)
     embedding = None
     if config["use_token_embedding"]:
         if verifier_path is None:
             raise AdapterError(f"adapters.{name}.use_token_embedding: needs the verifier model (models.verifier.path)")
-        embedding = load_verifier_embedding(verifier_path)
-    model, optimizer = fresh_model(config, train_cfg)
+        embedding = load_verifier_embedding(verifier_path).to(device)
+    model, optimizer = fresh_model(config, train_cfg, device)
     identity = run_identity(config, train_cfg, (train, test))
     state = {"identity": identity, "epoch": 0, "history": [], "best_loss": None, "bad_epochs": 0, "seconds": 0.0}
     if resume and (work / LAST).exists():

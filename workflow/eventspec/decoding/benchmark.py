@@ -67,10 +67,11 @@ def adapter_dir(results: str, name: str) -> str:
     return str(path)
 
 
-def load_trained_adapter(results: str, name: str):
+def load_trained_adapter(results: str, name: str, device: torch.device, dtype: torch.dtype):
+    """A trained adapter or head on the verifier's ``device`` in its ``dtype``, beside the LM head it feeds."""
     from ..adapters import load_adapter
 
-    return load_adapter(adapter_dir(results, name))
+    return load_adapter(adapter_dir(results, name), device, dtype)
 
 
 class Runner:
@@ -83,7 +84,8 @@ class Runner:
         mv, md = models["verifier"], models["drafter"]
         self.verifier = load_verifier(mv["path"], mv["dtype"], mv["quant"], mv["device"], num_frames=frames)
         self.dtype = next(p for p in self.verifier.model.parameters() if p.is_floating_point()).dtype
-        self.heads = {c["decode_adapter"]: load_trained_adapter(self.results, c["decode_adapter"])
+        self.heads = {c["decode_adapter"]: load_trained_adapter(self.results, c["decode_adapter"],
+                                                                self.verifier.device, self.dtype)
                       for c in self.configs.values() if c.get("decode_adapter")}
         uses_drafter = [c for c in self.configs.values() if c["kind"] == "token_sd" or c.get("prefill_adapter")
                         or (c["kind"] == "oracle" and c["prefill_drafts"])
@@ -98,8 +100,8 @@ class Runner:
                 self.worker = DrafterWorker(md["path"], adapters, self.verifier.lm_head.weight, md["dtype"],
                                             md["quant"], md["device"], bench["worker_threads"])
             else:
-                self.worker = InProcessDrafter(self.drafter, {n: load_trained_adapter(self.results, n) for n in adapters},
-                                               self.verifier.lm_head)
+                self.worker = InProcessDrafter(self.drafter, {n: load_trained_adapter(
+                    self.results, n, self.verifier.device, self.dtype) for n in adapters}, self.verifier.lm_head)
 
     def close(self):
         if isinstance(self.worker, DrafterWorker):

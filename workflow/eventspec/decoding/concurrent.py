@@ -65,7 +65,8 @@ def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tup
     if job.propose is None:
         drafts = []
     else:
-        adapter = job.propose if isinstance(job.propose, torch.nn.Module) else adapters.get(job.propose)
+        module = isinstance(job.propose, torch.nn.Module)
+        adapter = _beside(job.propose, lm_head) if module else adapters.get(job.propose)
         if job.propose == "token":
             propose = propose_own_token
         elif adapter is None:
@@ -104,9 +105,9 @@ def _serve(conn, stop, spec: dict) -> None:
         from ..models.drafter import load_drafter
 
         drafter = load_drafter(spec["drafter_path"], spec["dtype"], spec["quant"], spec["device"])
-        adapters = {name: _load(a) for name, a in spec["adapters"].items()}
         lm_head = torch.nn.Linear(*spec["lm_head"].shape[::-1], bias=False)
         lm_head.weight.data = spec["lm_head"].to(spec["device"])
+        adapters = {name: adapter_beside(a, lm_head) for name, a in spec["adapters"].items()}
         conn.send("ready")
     except Exception:  # noqa: BLE001 - reported to the main process
         conn.send(WorkerError(traceback.format_exc()))
@@ -127,13 +128,19 @@ def _serve(conn, stop, spec: dict) -> None:
             conn.send(WorkerError(traceback.format_exc()))
 
 
-def _load(adapter):
-    """An adapter module as given, or one loaded from its directory."""
+def _beside(adapter: torch.nn.Module, lm_head: torch.nn.Module) -> torch.nn.Module:
+    """``adapter`` on the device of the LM head its drafts go through (the worker's copy sits on the drafter's
+    device), in the verifier's dtype (the LM head's)."""
+    return adapter.to(lm_head.weight.device, lm_head.weight.dtype).eval()
+
+
+def adapter_beside(adapter, lm_head: torch.nn.Module):
+    """An adapter module as given, or one loaded from its directory, beside ``lm_head``."""
     if isinstance(adapter, torch.nn.Module):
-        return adapter.eval()
+        return _beside(adapter, lm_head)
     from ..adapters import load_adapter
 
-    return load_adapter(adapter)
+    return load_adapter(adapter, lm_head.weight.device, lm_head.weight.dtype)
 
 
 class DrafterWorker:

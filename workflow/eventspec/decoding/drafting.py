@@ -15,6 +15,12 @@ Adapters follow the ``eventspec.adapters`` contract: prefill adapters map
 decode heads take ``drafter_hidden`` / ``verifier_hidden`` / ``token_embeds``
 (whichever ``.uses`` / ``.use_token_embedding`` name) and output at t the
 predicted verifier hidden at t+1. Both are causal.
+
+Devices: an adapter or head sits beside the verifier LM head it feeds, in the
+verifier's dtype (``load_adapter(..., device, dtype)``); the drafter may run on
+another device (two GPUs: drafter cuda:1, verifier cuda:0). Drafter states
+reach the head's device once per round (``HeadDrafter``: the synced history
+in one copy, then each new state once), so no call mixes devices.
 """
 
 from __future__ import annotations
@@ -26,10 +32,25 @@ import torch
 from .track import Track, forward, sync
 
 
+def _float_tensor(module: torch.nn.Module) -> torch.Tensor | None:
+    return next((t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), None)
+
+
 def _dtype(module: torch.nn.Module) -> torch.dtype:
     """The module's float dtype (float32 for a module without float tensors)."""
-    tensors = [*module.parameters(), *module.buffers()]
-    return next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+    tensor = _float_tensor(module)
+    return torch.float32 if tensor is None else tensor.dtype
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    """Where the module's tensors are (the CPU for a module without float tensors)."""
+    tensor = _float_tensor(module)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
+def on_module(states: list[torch.Tensor], module: torch.nn.Module) -> torch.Tensor:
+    """``states`` [D] stacked as [T, D] in ``module``'s dtype on its device: one copy across devices."""
+    return torch.stack(states).to(_device(module), _dtype(module))
 
 
 def greedy_token(logits: torch.Tensor) -> int:
@@ -41,8 +62,7 @@ def propose_from_adapter(adapter: torch.nn.Module, lm_head: torch.nn.Module) -> 
     """Next draft from the drafter's answer-position states (the adapter re-runs on the whole short history)."""
 
     def propose(drafter: Track) -> int:
-        history = torch.stack(drafter.hidden)[None].to(_dtype(adapter))
-        predicted = adapter(history)[0, -1]
+        predicted = adapter(on_module(drafter.hidden, adapter)[None])[0, -1]
         return greedy_token(lm_head(predicted.to(lm_head.weight.dtype)))
 
     return propose
@@ -100,13 +120,15 @@ class HeadDrafter:
         self.uses_drafter = "drafter" in head.uses
         self.drafter: Track | None = None
 
-    def _inputs(self, verifier_hidden: list[torch.Tensor], tokens: list[int]) -> dict:
+    def _inputs(self, verifier_hidden: list[torch.Tensor], drafter_hidden: torch.Tensor | None,
+                tokens: list[int]) -> dict:
+        """The head's inputs; ``drafter_hidden`` [T, D] is already on the head (``on_module``)."""
         dtype = _dtype(self.head)
         inputs = {}
         if "verifier" in self.head.uses:
             inputs["verifier_hidden"] = torch.stack(verifier_hidden)[None].to(dtype)
         if "drafter" in self.head.uses:
-            inputs["drafter_hidden"] = torch.stack(self.drafter.hidden[1:])[None].to(dtype)
+            inputs["drafter_hidden"] = drafter_hidden[None]
         if self.head.use_token_embedding:
             ids = torch.tensor([tokens], device=self.embed.weight.device)
             inputs["token_embeds"] = self.embed(ids).to(dtype)
@@ -122,11 +144,13 @@ class HeadDrafter:
         """Up to ``k`` drafts continuing ``answer``; the verifier has read all of it but its last token."""
         known = list(verifier.hidden)  # h_v[0 .. len(answer)-1]
         tokens = list(answer)
+        drafter_hidden = None
         if self.uses_drafter:
             sync(self.drafter, answer)
+            drafter_hidden = on_module(self.drafter.hidden[1:], self.head)  # once per round
         drafts: list[int] = []
         while len(drafts) < k:
-            predicted, logits = self.predict(self._inputs(known, tokens))
+            predicted, logits = self.predict(self._inputs(known, drafter_hidden, tokens))
             if self.adaptive and drafts and logits.softmax(-1).max() < self.adaptive:
                 break
             drafts.append(greedy_token(logits))
@@ -136,4 +160,5 @@ class HeadDrafter:
             tokens.append(drafts[-1])
             if self.uses_drafter:
                 forward(self.drafter, [drafts[-1]], logits=False)
+                drafter_hidden = torch.cat([drafter_hidden, on_module(self.drafter.hidden[-1:], self.head)])
         return drafts

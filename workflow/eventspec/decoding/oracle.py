@@ -18,7 +18,7 @@ from ..models.backend import Backend, PrefillInputs, teacher_forced_hidden
 
 def _rows(table: torch.Tensor, start: int, n: int) -> torch.Tensor:
     """table[start : start + n] with zero rows past its end, as [1, n, D]."""
-    out = torch.zeros(n, table.shape[1], dtype=table.dtype)
+    out = torch.zeros(n, table.shape[1], dtype=table.dtype, device=table.device)
     avail = table[start : start + n]
     out[: len(avail)] = avail
     return out[None]
@@ -49,5 +49,7 @@ class OracleHead(nn.Module):
 
 
 def answer_hidden(verifier: Backend, inputs: PrefillInputs, tokens: list[int]) -> torch.Tensor:
-    """The verifier's h_v [T, D] along ``tokens`` (teacher-forced, one forward)."""
-    return teacher_forced_hidden(verifier, inputs, torch.tensor([tokens]))[0]
+    """The verifier's h_v [T, D] along ``tokens`` (teacher-forced, one forward), on its device in its LM head's
+    dtype (the float32 copy ``teacher_forced_hidden`` returns on the CPU is exact: the states were in that dtype)."""
+    hidden = teacher_forced_hidden(verifier, inputs, torch.tensor([tokens]))[0]
+    return hidden.to(verifier.device, verifier.lm_head.weight.dtype)

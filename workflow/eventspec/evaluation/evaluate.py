@@ -28,6 +28,7 @@ from ..adapters.checkpoint import BEST, build_from_config, load_adapter, read_co
 from ..adapters.errors import AdapterError
 from ..adapters.examples import example, load_verifier_embedding, run
 from ..adapters.train import load_lm_head
+from ..devices import check_device
 from ..features import FeatureStore
 from ..schemas import write_json
 from . import metrics as M
@@ -67,8 +68,8 @@ def adapter_rows(model, config: dict, store: FeatureStore, lm_head: torch.Tensor
             pred, _ = run(model, ex)
             cos = M.cosine(pred, ex.target)
             match = M.token_matches(pred, lm_head, ex.tokens, ex.mask)
-            parts.append(Rows(pad_to(cos, store.T), pad_to(match, store.T, False), pad_to(ex.mask, store.T, False),
-                              questions[batch.rows]))
+            parts.append(Rows(pad_to(cos.cpu(), store.T), pad_to(match.cpu(), store.T, False),
+                              pad_to(ex.mask.cpu(), store.T, False), questions[batch.rows]))
     return Rows(torch.cat([p.cos for p in parts]), torch.cat([p.match for p in parts]),
                 torch.cat([p.mask for p in parts]), np.concatenate([p.question for p in parts]))
 
@@ -115,8 +116,10 @@ def metadata(directory: Path, config: dict) -> dict:
             "params": params, "val_loss": val_loss}
 
 
-def load_inputs(directory: Path, lm_head_path, verifier_path, store: FeatureStore):
-    """(config, model, LM head, token embedding or None) of the adapter in ``directory``."""
+def load_inputs(directory: Path, lm_head_path, verifier_path, store: FeatureStore, device: str = "cpu"):
+    """(config, model, LM head, token embedding or None) of the adapter in ``directory``, all on ``device``
+    (``evaluate.device``; float32)."""
+    device = check_device(device, "evaluate.device")
     config = read_config(directory)
     if not (directory / BEST).is_file():
         raise AdapterError(f"{directory / BEST}: adapter weights missing")
@@ -127,8 +130,8 @@ def load_inputs(directory: Path, lm_head_path, verifier_path, store: FeatureStor
     if config["use_token_embedding"]:
         if verifier_path is None:
             raise AdapterError(f"{directory}: use_token_embedding needs the verifier model (models.verifier.path)")
-        embedding = load_verifier_embedding(verifier_path)
-    return config, load_adapter(directory), load_lm_head(lm_head_path, store.verifier_dim), embedding
+        embedding = load_verifier_embedding(verifier_path).to(device)
+    return config, load_adapter(directory, device), load_lm_head(lm_head_path, store.verifier_dim).to(device), embedding
 
 
 def positions_report(rows: Rows, names: list[str], positions: int) -> dict:
@@ -155,7 +158,7 @@ def evaluate_adapter(directory, store_path, lm_head_path, verifier_path, eval_cf
     """Write ``acceptance_metrics.json`` and ``position_stats.json`` of one trained adapter into ``out``."""
     directory, out = Path(directory), Path(out)
     store = FeatureStore(store_path)
-    config, model, lm_head, embedding = load_inputs(directory, lm_head_path, verifier_path, store)
+    config, model, lm_head, embedding = load_inputs(directory, lm_head_path, verifier_path, store, eval_cfg["device"])
     rows = adapter_rows(model, config, store, lm_head, embedding, eval_cfg)
     names = question_names(store)
     summary = lambda r: adapter_summary(r, config, timing, eval_cfg["gamma"])  # noqa: E731
@@ -203,7 +206,8 @@ def evaluate_two_phase(prefill_dir, decode_dir, store_path, lm_head_path, verifi
     names = question_names(store)
     rows, configs = {}, {}
     for phase, directory in (("prefill", Path(prefill_dir)), ("decode", Path(decode_dir))):
-        config, model, lm_head, embedding = load_inputs(directory, lm_head_path, verifier_path, store)
+        config, model, lm_head, embedding = load_inputs(directory, lm_head_path, verifier_path, store,
+                                                        eval_cfg["device"])
         if config["kind"] != phase:
             raise AdapterError(f"{directory}: a {config['kind']} adapter ({config['level']}) given as the {phase} "
                                f"adapter of a two-phase pair")

@@ -24,6 +24,8 @@ from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 from transformers import AutoTokenizer, BitsAndBytesConfig
 
+from ..devices import ModelLoadError, check_device  # noqa: F401 (both re-exported: their home has no transformers)
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 QUANT_MODES = ("none", "4bit", "8bit")
 KEEP_UNQUANTIZED = ["lm_head"] + [
@@ -31,10 +33,6 @@ KEEP_UNQUANTIZED = ["lm_head"] + [
 ]
 """Only the LLM is quantised: vision towers, projectors and the LM head (which drafting and
 the offline metrics read directly) keep the compute dtype."""
-
-
-class ModelLoadError(ValueError):
-    """A checkpoint that cannot be loaded as asked; the message names the path."""
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
@@ -72,28 +70,6 @@ def resolve_checkpoint(path_or_id: str | Path, key: str = "models.<name>.path") 
             f"{constants.HF_HUB_CACHE} (no network is used: download it first, e.g. `hf download {text}`, "
             f"or point HF_HUB_CACHE / HF_HOME at a cache that has it)"
         ) from err
-
-
-def check_device(device: str, key: str = "models.<name>.device") -> torch.device:
-    """``device`` as a torch device this machine has; a clear error naming ``key`` otherwise."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ModelLoadError(f"{key}: {device!r} is not a device ({err})") from err
-    if dev.type == "cpu":
-        return dev
-    if dev.type != "cuda":
-        raise ModelLoadError(f"{key}: {device!r}: only cpu, cuda and cuda:N are supported")
-    count = torch.cuda.device_count()
-    if count == 0:
-        raise ModelLoadError(
-            f"{key}: {device!r} asked for, but this machine has no usable CUDA device "
-            f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); use device: cpu or a CUDA build"
-        )
-    index = 0 if dev.index is None else dev.index
-    if index >= count:
-        raise ModelLoadError(f"{key}: {device!r} asked for, but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
-    return torch.device("cuda", index)
 
 
 def load_tokenizer(path: str | Path):
