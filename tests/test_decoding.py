@@ -516,6 +516,17 @@ def test_roles_and_the_strongest_peer():
     assert strongest_peer(rows, roles) == "B1_decode"
 
 
+def test_verify_widths_cover_every_round_of_a_path():
+    from eventspec.decoding.benchmark import path_widths
+
+    configs = {"vl_baseline": {"kind": "baseline", "cache": "dynamic", "compile": False},
+               "token_sd": {"kind": "token_sd", "cache": "dynamic", "compile": False, "gamma": 3, "prefill_drafts": 8},
+               "B1_compiled": {"kind": "speculative", "cache": "static", "compile": True, "gamma": 5,
+                               "prefill_drafts": 0},
+               "hf_generate": {"kind": "hf_generate", "cache": "static", "compile": False, "gamma": 9}}
+    assert path_widths(configs) == {"dynamic": list(range(1, 10)), "compiled": list(range(1, 7))}
+
+
 def test_clip_frames_spaces_or_repeats_the_stored_frames():
     from eventspec.decoding.benchmark import clip_frames
 

@@ -44,7 +44,9 @@ Ideal time and efficiency: a pair's ideal time is built from the *baseline's*
 measured verifier costs on the configuration's verifier path (eager dynamic
 cache, static cache, compiled; the fastest baseline configuration of that
 path): its prefill of that pair, its median one-token step, and a table of
-k-token verifier forwards measured once per run on that path; plus, per
+k-token verifier forwards on that path with its threads (one table per run,
+sampled once per timed pair beside the configurations, outside their timing,
+so load changes hit it alike; the median per width); plus, per
 round, the configuration's own median cost per draft (drafts made during the
 prefill count as free: perfect hiding) and its acceptance (the rounds it ran).
 Efficiency = ideal / measured time: at most 1 up to noise; the rest is
@@ -81,8 +83,8 @@ from .static_step import StaticStep
 from .track import crop, forward, prefill
 
 BASELINE = "vl_baseline"
-TABLE_REPEATS, TABLE_WARMUP = 20, 3
-"""Timed and untimed forwards per width of the verify-width cost table."""
+TABLE_WARMUP = 3
+"""Untimed forwards per width before a baseline's first verify-width sample (allocation, compilation)."""
 
 
 def pairs(n_windows: int, n_questions: int, max_samples: int) -> list[tuple[int, int]]:
@@ -161,6 +163,7 @@ class Runner:
             if any(uses_drafter.values()) else None
         prefill_adapters = sorted({c["prefill_adapter"] for c in self.configs.values() if c.get("prefill_adapter")})
         self.steps: dict[bool, StaticStep] = {}
+        self.width_times: dict[str, dict[int, list[float]]] = {}  # baseline -> verify width -> seconds per sample
         self.worker = None
         if self.drafter is not None:
             adapters = {name: adapter_dir(self.results, name) for name in prefill_adapters}
@@ -244,23 +247,24 @@ class Runner:
         except LosslessError as err:
             return err
 
-    def verify_widths(self, c: dict, threads: int, inputs, tokens: list[int], widths: list[int]) -> dict[int, float]:
-        """The verify-width cost table on configuration ``c``'s verifier path: median seconds of one verifier
-        forward of k tokens after the prompt (the engine's ``forward``: model and LM head), for each k."""
-        torch.set_num_threads(threads)
+    def sample_widths(self, name: str, inputs, tokens: list[int], widths: list[int]) -> None:
+        """One timed verifier forward of each width after this pair's prompt, on baseline ``name``'s path and
+        threads (the engine's ``forward``: model and LM head), appended to ``self.width_times[name]``. Sampled
+        pair by pair beside the configurations, outside their timing, so load changes hit the verify-width
+        table as they hit them."""
+        times = self.width_times.setdefault(name, {})
+        torch.set_num_threads(self.threads[name])
         device = self.verifier.device
-        track = prefill(self.verifier, inputs, self.step(c), max(widths) + 1)
+        track = prefill(self.verifier, inputs, self.step(self.configs[name]), max(widths) + 1)
         feed = (tokens * max(widths))[: max(widths)]  # real answer text (a forward's cost is not its content's)
-        table = {}
         for k in widths:
-            times = []
-            for _ in range(TABLE_WARMUP + TABLE_REPEATS):
-                t = now(device)
+            for _ in range(0 if k in times else TABLE_WARMUP):
                 forward(track, feed[:k])
-                times.append(now(device) - t)
                 crop(track, 0)
-            table[k] = statistics.median(times[TABLE_WARMUP:])
-        return table
+            t = now(device)
+            forward(track, feed[:k])
+            times.setdefault(k, []).append(now(device) - t)
+            crop(track, 0)
 
 
 def median_run(runs: list[Generated]) -> Generated:
@@ -322,16 +326,26 @@ def total(recs: list[dict], key: str = "wall_s") -> float:
     return sum(r[key] for r in recs)
 
 
-def baseline_costs(rows: dict[str, list[dict]], configs: dict, runner: Runner, inputs, tokens: list[int]) -> dict:
-    """Per verifier path with a baseline in the run: that baseline's name and threads, its prefill per pair, its
-    median one-token step and the verify-width table measured on its path (widths the run's rounds used)."""
+def path_widths(configs: dict) -> dict[str, list[int]]:
+    """Per verifier path, the verify widths its configurations can use: 1 to the most drafts of a round
+    (``gamma`` or ``prefill_drafts``) plus the pending token."""
+    most: dict[str, int] = {}
+    for c in configs.values():
+        path = verifier_path(c)
+        if path is not None:
+            most[path] = max(most.get(path, 1), c.get("gamma", 0) + 1, c.get("prefill_drafts", 0) + 1)
+    return {path: list(range(1, n + 1)) for path, n in most.items()}
+
+
+def baseline_costs(rows: dict[str, list[dict]], configs: dict, threads: dict[str, int], width_times: dict) -> dict:
+    """Per verifier path with a baseline in the run: its fastest baseline's name and threads, that baseline's
+    prefill per pair, its median one-token step and its verify-width table (median per width)."""
     out = {}
     for path, ref in reference_baselines(rows, configs).items():
-        widths = sorted({1} | {d + 1 for name, c in configs.items() if verifier_path(c) == path
-                               for r in rows[name] for d, _, _ in r["rounds"]})
-        table = runner.verify_widths(configs[ref], runner.threads[ref], inputs, tokens, widths)
+        table = {k: statistics.median(v) for k, v in sorted(width_times[ref].items())}
         steps = [v for r in rows[ref] for v in r["verify_s"]]
-        out[path] = {"config": ref, "threads": runner.threads[ref], "prefill_s": [r["prefill_s"] for r in rows[ref]],
+        out[path] = {"config": ref, "threads": threads[ref],
+                     "prefill_s": [r["prefill_s"] for r in rows[ref]],
                      "step_s": statistics.median(steps) if steps else table[1],
                      "verify_by_width": {str(k): v for k, v in table.items()}}
     return out
@@ -509,7 +523,7 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
     runner = Runner(cfg, names, frames)
     rows: dict[str, list[dict]] = {n: [] for n in names}
     failures: dict[str, list[str]] = defaultdict(list)
-    first = None  # the first timed pair's inputs and baseline answer: the verify-width table reads them
+    widths = path_widths(runner.configs)
     t_start = time.perf_counter()
     try:
         for index, (w, q) in enumerate(warm + todo):
@@ -527,9 +541,10 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
                 if timed:
                     median = median_run(gens)
                     rows[name].append(record(name, w, q, gens, next(v for g, v in zip(gens, verdicts) if g is median)))
-            if timed and first is None:
-                first = (inputs, baseline.tokens)
-        baselines = baseline_costs(rows, runner.configs, runner, *first)
+            for name in names if timed else []:  # the baselines' verify-width tables, sampled pair by pair
+                if runner.configs[name]["kind"] == "baseline":
+                    runner.sample_widths(name, inputs, baseline.tokens, widths[verifier_path(runner.configs[name])])
+        baselines = baseline_costs(rows, runner.configs, runner.threads, runner.width_times)
     finally:
         runner.close()
     for name, recs in rows.items():
