@@ -30,8 +30,9 @@ CEILING_HATCH = "//"
 
 
 def configs(summary: dict) -> tuple[list[str], list[dict]]:
-    """Configuration names and their summaries, in the benchmark's order with the ceilings last."""
-    items = sorted(summary["configs"].items(), key=lambda item: item[1].get("role") == "ceiling")
+    """Configuration names and their summaries: the strongest peer first, the ceilings last."""
+    peer = summary.get("strongest_peer")
+    items = sorted(summary["configs"].items(), key=lambda item: (item[0] != peer, item[1].get("role") == "ceiling"))
     return [name for name, _ in items], [row for _, row in items]
 
 

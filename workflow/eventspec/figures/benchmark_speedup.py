@@ -27,5 +27,6 @@ def plot(summary: dict, ax) -> None:
                   [r for _, r in ideal])
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(x, [label(n, r) for n, r in zip(names, rows)], rotation=45, ha="right")
-    ax.set_ylabel(f"speedup vs {summary['strongest_peer']} (strongest peer)")
+    ax.set_ylabel("speedup vs the strongest peer")
+    ax.set_title(f"strongest peer (fastest needing no event camera): {summary['strongest_peer']}", fontsize=9)
     ax.legend()
