@@ -26,7 +26,8 @@ def plot(summary: dict, ax) -> None:
                          label="ideal (baseline's verifier costs, own drafts, acceptance)", color="tab:orange"),
                   [r for _, r in ideal])
     ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_ylim(top=1.3 * max([r["speedup_vs_peer"] for r in rows] + [r["ideal_speedup_vs_peer"] for _, r in ideal]))
     ax.set_xticks(x, [label(n, r) for n, r in zip(names, rows)], rotation=45, ha="right")
     ax.set_ylabel("speedup vs the strongest peer")
     ax.set_title(f"strongest peer (fastest needing no event camera): {summary['strongest_peer']}", fontsize=9)
-    ax.legend()
+    ax.legend(fontsize=8, ncols=2, loc="upper center")
