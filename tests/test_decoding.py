@@ -21,7 +21,7 @@ from eventspec.decoding.drafting import HeadDrafter, TokenDrafter
 from eventspec.decoding.oracle import OracleHead, OraclePrefill
 from eventspec.decoding.static_step import StaticStep
 from eventspec.decoding.engine import (
-    Generated, LosslessError, baseline_generate, check_lossless, speculative_generate,
+    AnswerCheck, Generated, LosslessError, baseline_generate, check_answer, speculative_generate,
 )
 from eventspec.models.backend import greedy_generate, teacher_forced_hidden
 from eventspec.models.drafter import load_drafter
@@ -193,8 +193,9 @@ def test_every_configuration_is_lossless(pair, samples, name, i):
     assert gen.tokens == ref.tokens, name
     drafted = sum(r.drafted for r in gen.rounds)
     accepted = sum(r.accepted for r in gen.rounds)
-    assert len(gen.tokens) == gen.early_accepted + sum(r.accepted for r in gen.rounds if not r.from_prefill) + len(
-        gen.rounds) + (gen.early_accepted == 0)
+    # the prefill's first token, then per round the accepted drafts and the bonus
+    assert len(gen.tokens) == 1 + accepted + len(gen.rounds)
+    assert gen.early_accepted == sum(r.accepted for r in gen.rounds if r.from_prefill)
     if name.startswith("oracle"):
         assert gen.early_accepted >= 1 and accepted == drafted > 0
         assert gen.verifier_forwards < len(ref.tokens)
@@ -230,7 +231,7 @@ def test_eos_inside_accepted_drafts(pair, samples, monkeypatch):
         gen = run(pair, samples, 2, source=HeadDrafter(OracleHead(table), verifier), gamma=gamma, propose="L4",
                   k_max=k_max, adapters={"L4": OraclePrefill(table)})
         assert gen.tokens == ref.tokens
-        assert any(r.accepted > 0 for r in gen.rounds) or gen.early_accepted > 1
+        assert any(r.accepted > 0 for r in gen.rounds)
         assert all(r.accepted == r.drafted for r in gen.rounds)  # no draft past the drafted EOS
 
 
@@ -302,18 +303,131 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def test_lossless_rule_names_the_sample_and_tolerates_only_ties():
-    base = Generated([3, 4, 5], 0.0, 0.0, margins=[0.5, 1e-7, 0.3])
-    assert check_lossless("s1", base, [3, 4, 5], torch.float32) is False
-    assert check_lossless("s1", base, [3, 9, 2], torch.float32) is True  # first difference at a tie
-    with pytest.raises(LosslessError, match="sample 7 q 2.*token 0"):
-        check_lossless("sample 7 q 2", base, [4, 4, 5], torch.float32)
-    with pytest.raises(LosslessError, match="s1.*lengths"):
-        check_lossless("s1", base, [3, 4], torch.float32)
-    wide = Generated([3, 4], 0.0, 0.0, margins=[0.5, 1e-3])
-    assert check_lossless("s", wide, [3, 8], torch.bfloat16) is True
-    with pytest.raises(LosslessError):
-        check_lossless("s", wide, [3, 8], torch.float32)
+def implied_rounds(tokens: list[int], corrupt: set[int], gamma: int, max_new: int, eos: int) -> list[tuple[int, int]]:
+    """(drafted, accepted) per round of an oracle decode head whose drafts of the tokens at ``corrupt`` are wrong:
+    a round at answer length n drafts tokens n .. n+k-1 (k = gamma, or what is left before the bonus; none past
+    a drafted EOS) and accepts them up to the first wrong one."""
+    rounds, n = [], 1
+    while n < len(tokens):
+        drafts = list(range(n, n + min(gamma, max_new - n - 1)))
+        ends = [i for i in drafts if i not in corrupt and tokens[i] == eos]
+        drafts = drafts[: drafts.index(ends[0]) + 1] if ends else drafts
+        accepted = next((j for j, i in enumerate(drafts) if i in corrupt), len(drafts))
+        rounds.append((len(drafts), accepted))
+        n += accepted + 1
+    return rounds
+
+
+@pytest.mark.parametrize("corrupt", [{2, 5, 6, 9}, {1, 4}, {3, 8, 10}])
+def test_partial_acceptance_gives_the_baseline_tokens_with_the_implied_accept_lengths(pair, samples, corrupt):
+    """An oracle head corrupted at chosen answer positions (their hidden states negated, so the verifier's LM
+    head turns them into other tokens): some drafts accepted, the rest rejected, the output the baseline's."""
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, 0)
+    table, _ = oracle_table(verifier, inputs)
+    ref = reference(pair, samples, 0)
+    bad = table.clone()
+    bad[sorted(corrupt)] *= -1
+    for i in corrupt:  # the corruption really changes those drafts (and never into an EOS)
+        assert int(verifier.logits(bad[i]).argmax()) not in (ref.tokens[i], verifier.eos_token_id)
+    gen = run(pair, samples, 0, source=HeadDrafter(OracleHead(bad), verifier), gamma=3)
+    assert gen.tokens == ref.tokens
+    assert [(r.drafted, r.accepted) for r in gen.rounds] == implied_rounds(ref.tokens, corrupt, 3, MAX_NEW,
+                                                                          verifier.eos_token_id)
+    assert any(0 < r.accepted < r.drafted for r in gen.rounds)
+
+
+@pytest.mark.parametrize("k_max, early_accepted", [(0, 0), (1, 0), (4, 3)])
+def test_early_accepted_excludes_the_first_token(pair, samples, k_max, early_accepted):
+    """The first prefill draft is the prefill's own first token (not counted); the rest are verified."""
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, 1)
+    table, _ = oracle_table(verifier, inputs)
+    gen = run(pair, samples, 1, propose="L4", k_max=k_max, adapters={"L4": OraclePrefill(table)})
+    assert gen.tokens == reference(pair, samples, 1).tokens
+    assert gen.early_drafts == k_max and gen.early_accepted == early_accepted
+
+
+def greedy_after(verifier, inputs, prefix: list[int], max_new: int) -> list[int]:
+    """``prefix`` continued by the verifier's greedy decoding up to EOS or ``max_new`` tokens."""
+    track = tr.prefill(verifier, inputs)
+    tr.forward(track, prefix)
+    answer = list(prefix)
+    while answer[-1] != verifier.eos_token_id and len(answer) < max_new:
+        answer.append(int(track.last_logits().argmax()))
+        tr.forward(track, answer[-1:])
+    return answer
+
+
+@pytest.fixture(scope="module")
+def tied(tiny_models, samples):
+    """A verifier with a genuine tie: the LM head row of the runner-up at the baseline's token 2 copied from the
+    winner's, so the two logits are equal wherever they lead. Returns the verifier, the inputs, its baseline,
+    the first tied position and the answer that takes the runner-up there and continues greedily."""
+    verifier = load_verifier(tiny_models["verifier"])
+    inputs = verifier.prepare(samples[0][:1], [QUESTIONS[0]])
+    first = baseline_generate(verifier, inputs, MAX_NEW)
+    with torch.no_grad():
+        verifier.lm_head.weight[first.runner_up[2]] = verifier.lm_head.weight[first.tokens[2]]
+    base = baseline_generate(verifier, inputs, MAX_NEW)
+    at = base.margins.index(0.0)
+    assert at + 3 < len(base.tokens) and base.runner_up[at] != base.tokens[at]
+    answer = greedy_after(verifier, inputs, [*base.tokens[:at], base.runner_up[at]], MAX_NEW)
+    return verifier, inputs, base, at, answer
+
+
+def test_whole_answer_check_passes_a_genuine_tie_divergence(tied):
+    verifier, inputs, base, at, answer = tied
+    assert answer[at] != base.tokens[at] and answer[:at] == base.tokens[:at]
+    check = check_answer("config x, sample 0", verifier.teacher_forced_logits(inputs, answer), answer, base,
+                         torch.float32, verifier.eos_token_id, MAX_NEW)
+    assert check.tie_divergence and check.ties >= 1
+    same = check_answer("config y", verifier.teacher_forced_logits(inputs, base.tokens), base.tokens, base,
+                        torch.float32, verifier.eos_token_id, MAX_NEW)
+    assert same == AnswerCheck(ties=0, tie_divergence=False)
+
+
+def test_whole_answer_check_fails_on_a_wrong_token_after_a_genuine_tie(tied):
+    """The old rule stopped at the first (tied) difference; the whole-answer check reads on and names the
+    configuration, sample, position, both tokens and the margin."""
+    verifier, inputs, base, at, answer = tied
+    where = at + 2
+    logits = verifier.teacher_forced_logits(inputs, answer)
+    assert where < len(answer) - 1
+    wrong = list(answer)
+    wrong[where] = int(logits[where].argmin())
+    assert wrong[where] not in (answer[where], verifier.eos_token_id)
+    with pytest.raises(LosslessError, match=rf"config x, sample 3 question 1: token {where} is {wrong[where]}, the "
+                                            rf"verifier's argmax given its prefix is {answer[where]} \(margin "):
+        check_answer("config x, sample 3 question 1", verifier.teacher_forced_logits(inputs, wrong), wrong, base,
+                     torch.float32, verifier.eos_token_id, MAX_NEW)
+
+
+def test_whole_answer_check_rules_on_synthetic_logits():
+    """Divergence only to the baseline's runner-up at a tie of its own logits; answers end at EOS or the limit."""
+    eos = 0
+    logits = torch.tensor([[0.0, 1.0, 5.0, 5.0], [0.0, 9.0, 1.0, 1.0], [9.0, 0.0, 1.0, 1.0]])
+    base = Generated([2, 1, 0], 0.0, 0.0, margins=[0.0, 0.8, 0.9], runner_up=[3, 2, 2])
+    assert check_answer("s", logits, [3, 1, 0], base, torch.float32, eos, 5) == AnswerCheck(1, True)
+    far = Generated([2, 1, 0], 0.0, 0.0, margins=[0.2, 0.8, 0.9], runner_up=[3, 2, 2])
+    with pytest.raises(LosslessError, match="s: leaves vl_baseline at token 0: 3 where vl_baseline has 2 "
+                                            r"\(its runner-up 3, top-2 margin 0.2"):
+        check_answer("s", logits, [3, 1, 0], far, torch.float32, eos, 5)
+    with pytest.raises(LosslessError, match="does not end at EOS"):
+        check_answer("s", logits[:2], [2, 1], base, torch.float32, eos, 5)
+    with pytest.raises(LosslessError, match="token 1 is 2, the verifier's argmax given its prefix is 1"):
+        check_answer("s", logits, [2, 2, 0], base, torch.float32, eos, 5)
+
+
+def test_timer_synchronises_cuda_only(monkeypatch):
+    from eventspec.decoding.clock import now
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    now("cpu"), now(torch.device("cpu")), now(None)
+    assert calls == []
+    now(torch.device("cuda", 1))
+    assert calls == [torch.device("cuda", 1)]
 
 
 def bench_config(tiny_world, tiny_models, tmp_path, **bench):
@@ -335,7 +449,8 @@ def test_benchmark_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
     from eventspec.decoding.benchmark import run_benchmark
 
     cfg = bench_config(tiny_world, tiny_models, tmp_path)
-    names = ["vl_baseline", "hf_generate", "prompt_lookup", "token_sd", "oracle"]
+    names = ["vl_baseline", "vl_baseline_1thread", "hf_generate", "prompt_lookup", "token_sd", "oracle",
+             "oracle_decode"]
     summary = run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / "bench", names)
     schema = json.loads((Path(__file__).resolve().parents[1] / "xsd/bench_summary.schema.json").read_text())
     jsonschema.validate(json.loads((tmp_path / "bench/summary.json").read_text()), schema)
@@ -343,15 +458,42 @@ def test_benchmark_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
     assert all(len(r) == 3 for r in rows.values())
     for n in names:
         assert [r["tokens"] for r in rows[n]] == [r["tokens"] for r in rows["vl_baseline"]]
+        assert all(r["lossless"] and r["ties"] == 0 for r in rows[n])
+        assert all(r["wall_s"] == sorted(r["wall_s_repeats"])[0] for r in rows[n])  # 2 repeats: the lower median
     s = summary["configs"]
     assert s["vl_baseline"]["speedup"] == 1.0 and s["vl_baseline"]["tau"] == 1.0
+    # the strongest peer: the fastest by median among the configurations needing no event camera
+    peers = [n for n in names if s[n]["role"] == "peer"]
+    assert peers == ["vl_baseline", "vl_baseline_1thread", "hf_generate", "prompt_lookup", "token_sd"]
+    assert [s[n]["role"] for n in ("oracle", "oracle_decode")] == ["ceiling", "ceiling"]
+    peer = summary["strongest_peer"]
+    assert s[peer]["speedup_vs_peer"] == 1.0 and all(s[n]["speedup_vs_peer"] <= 1.0 for n in peers)
+    assert s[peer]["wall_s_median"] == min(s[n]["wall_s_median"] for n in peers)
+    for n in names:
+        assert s[n]["wall_s_best"] <= s[n]["wall_s_median"] and s[n]["wall_s_iqr"] >= 0
+        assert s[n]["speedup"] == pytest.approx(sum(r["wall_s"] for r in rows["vl_baseline"])
+                                                / sum(r["wall_s"] for r in rows[n]))
+    # equal cores: 1 + 1 threads, the main process's one less where the drafter worker runs beside it
+    assert {n: s[n]["threads"] for n in names} == {"vl_baseline": 2, "vl_baseline_1thread": 1, "hf_generate": 2,
+                                                   "prompt_lookup": 2, "token_sd": 1, "oracle": 1,
+                                                   "oracle_decode": 2}
     assert s["oracle"]["acceptance_rate"] == 1.0 and s["oracle"]["tau"] > 1.0
-    rounds = [a + 1 for r in rows["oracle"] for d, a, _ in r["rounds"] if d]
-    assert s["oracle"]["tau_round"] == pytest.approx(sum(rounds) / len(rounds)) and s["vl_baseline"]["tau_round"] is None
+    assert s["oracle_decode"]["early_accepted_mean"] == 0 and s["oracle_decode"]["early_drafts_mean"] == 0
+    decode = [a + 1 for r in rows["oracle"] for d, a, early in r["rounds"] if d and not early]
+    assert s["oracle"]["tau_round"] == pytest.approx(sum(decode) / len(decode)) and s["vl_baseline"]["tau_round"] is None
+    # efficiency from the baseline's own costs: the reference baseline near 1, never a free lunch
+    reference = summary["component_costs_s"]["baseline_by_path"]["dynamic"]
+    assert reference["config"] in ("vl_baseline", "vl_baseline_1thread")
+    assert set(reference["verify_by_width"]) >= {"1", "2", "6"}  # prompt lookup's gamma 5 + the pending token
+    assert 0.5 < s[reference["config"]]["efficiency"] <= 1.1
     for c in ("vl_baseline", "prompt_lookup", "token_sd", "oracle"):
         assert s[c]["efficiency"] == pytest.approx(s[c]["speedup"] / s[c]["ideal_speedup"])
     assert s["hf_generate"]["tau"] is None and s["hf_generate"]["ideal_speedup"] is None
-    assert "| oracle |" in (tmp_path / "bench/summary.md").read_text()
+    assert all(s[n]["lossless"] and s[n]["lossless_failures"] == 0 for n in names)
+    table = (tmp_path / "bench/summary.md").read_text()
+    assert f"Strongest peer (the fastest configuration needing no event camera): **{peer}**" in table
+    body = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    assert body[0].startswith(f"| **{peer}** |") and body[-1].startswith("| oracle_decode (ceiling) | ceiling |")
     for figure in ("speedup", "breakdown", "acceptance", "histogram", "timeline"):
         draw(tmp_path, f"benchmark_{figure}", tmp_path / "bench/summary.json")
 
@@ -409,6 +551,38 @@ def test_bfloat16_verifier_gets_its_adapters_in_its_dtype_on_its_device_and_stay
     assert summary["configs"]["oracle"]["acceptance_rate"] == 1.0
 
 
+def test_roles_and_the_strongest_peer():
+    """Needing no event camera (peers) is read from the configuration and its heads: a verifier-only head (B1)
+    is a peer, a head reading the drafter or a prefill adapter is a method, oracles are ceilings."""
+    from eventspec.decoding.benchmark import role, strongest_peer
+
+    heads = {"B1": RandomHead({"verifier"}, True, 8, 8), "L5": RandomHead({"drafter"}, True, 8, 8)}
+    configs = {"vl_baseline": {"kind": "baseline"}, "token_sd": {"kind": "token_sd"},
+               "B1_decode": {"kind": "speculative", "decode_adapter": "B1", "prefill_adapter": None},
+               "L5_decode": {"kind": "speculative", "decode_adapter": "L5", "prefill_adapter": None},
+               "L2+VL": {"kind": "speculative", "decode_adapter": None, "prefill_adapter": "L2"},
+               "L2+B1": {"kind": "speculative", "decode_adapter": "B1", "prefill_adapter": "L2"},
+               "oracle": {"kind": "oracle"}}
+    roles = {name: role(c, heads) for name, c in configs.items()}
+    assert roles == {"vl_baseline": "peer", "token_sd": "peer", "B1_decode": "peer", "L5_decode": "method",
+                     "L2+VL": "method", "L2+B1": "method", "oracle": "ceiling"}
+    times = {"vl_baseline": 5.0, "token_sd": 4.0, "B1_decode": 3.0, "L5_decode": 1.0, "L2+VL": 1.0, "L2+B1": 1.0,
+             "oracle": 0.5}
+    rows = {name: [{"wall_s": t}] for name, t in times.items()}
+    assert strongest_peer(rows, roles) == "B1_decode"
+
+
+def test_verify_widths_cover_every_round_of_a_path():
+    from eventspec.decoding.benchmark import path_widths
+
+    configs = {"vl_baseline": {"kind": "baseline", "cache": "dynamic", "compile": False},
+               "token_sd": {"kind": "token_sd", "cache": "dynamic", "compile": False, "gamma": 3, "prefill_drafts": 8},
+               "B1_compiled": {"kind": "speculative", "cache": "static", "compile": True, "gamma": 5,
+                               "prefill_drafts": 0},
+               "hf_generate": {"kind": "hf_generate", "cache": "static", "compile": False, "gamma": 9}}
+    assert path_widths(configs) == {"dynamic": list(range(1, 10)), "compiled": list(range(1, 7))}
+
+
 def test_clip_frames_spaces_or_repeats_the_stored_frames():
     from eventspec.decoding.benchmark import clip_frames
 
@@ -439,30 +613,38 @@ def test_frames_sweep_runs_each_frame_count_and_writes_a_valid_summary(tiny_worl
     draw(tmp_path, "benchmark_frames", tmp_path / "frames/frames_summary.json")
 
 
-def test_ideal_time_counts_components_and_frees_drafts_made_during_the_prefill():
+def test_ideal_time_uses_the_baseline_costs_and_frees_drafts_made_during_the_prefill():
     from eventspec.decoding.benchmark import component_costs, ideal_time
 
-    recs = [{"rounds": [[3, 3, True], [4, 2, False], [4, 4, False]], "verify_s": [2.0, 3.0, 5.0],
-             "draft_s": [9.0, 4.0, 12.0], "prefill_s": 10.0, "verifier_forwards": 4}]
-    costs = component_costs(recs)
-    assert costs["verify_s"] == {4: 2.0, 5: 4.0} and costs["draft_s"] == 2.0
-    assert ideal_time(recs[0], costs) == 10.0 + 2.0 + 2 * (4.0 + 4 * 2.0)
+    recs = [{"rounds": [[3, 3, True], [4, 2, False], [4, 4, False], [0, 0, False]], "verify_s": [2.0, 3.0, 5.0, 9.0],
+             "draft_s": [9.0, 4.0, 12.0, 0.0], "prefill_s": 10.0, "verifier_forwards": 5}]
+    costs = component_costs(recs)  # the configuration's own, in place: only its draft cost enters the ideal
+    assert costs["verify_s"] == {1: 9.0, 4: 2.0, 5: 4.0} and costs["draft_s"] == 2.0
+    baseline_table = {4: 1.5, 5: 1.75}
+    assert ideal_time(recs[0], 7.0, baseline_table, 1.0, costs["draft_s"]) == 7.0 + 1.5 + 2 * (1.75 + 4 * 2.0) + 1.0
+    assert ideal_time(recs[0] | {"verifier_forwards": None}, 7.0, baseline_table, 1.0, 2.0) is None
 
 
 def test_benchmark_fails_naming_the_sample_on_a_token_difference(tiny_world, tiny_models, tmp_path, monkeypatch):
+    """A wrong answer fails the job after the results are written, and the summary says which is not lossless."""
+    import json
+
     from eventspec.decoding import benchmark
 
     real = benchmark.hf_generate
 
     def wrong(*args, **kw):
         gen = real(*args, **kw)
-        gen.tokens = [t + 1 for t in gen.tokens]
+        gen.tokens = [(t + 1) % 8 for t in gen.tokens]
         return gen
 
     monkeypatch.setattr(benchmark, "hf_generate", wrong)
     cfg = bench_config(tiny_world, tiny_models, tmp_path, warmup=0)
     with pytest.raises(LosslessError, match="config hf_generate, sample 0 question 0"):
         benchmark.run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / "bench", ["vl_baseline", "hf_generate"])
+    s = json.loads((tmp_path / "bench/summary.json").read_text())["configs"]
+    assert s["vl_baseline"]["lossless"] and not s["hf_generate"]["lossless"]
+    assert s["hf_generate"]["lossless_failures"] == 3 * 2  # every pair, every repeat
 
 
 @pytest.fixture(scope="module")

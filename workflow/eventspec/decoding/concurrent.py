@@ -17,13 +17,13 @@ fails (``with`` block), or dies (its pipe reaches EOF).
 from __future__ import annotations
 
 import multiprocessing as mp
-import time
 import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from .clock import now
 from .drafting import draft_while, propose_from_adapter, propose_own_token
 from .track import Track, pack, prefill, unpack
 
@@ -59,9 +59,9 @@ class WorkerError(RuntimeError):
 
 
 def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tuple[EarlyDrafts, Track]:
-    t0 = time.perf_counter()
+    t0 = now(drafter.device)
     track = prefill(drafter, drafter.prepare(job.event_images, [job.question]))
-    t1 = time.perf_counter()
+    t1 = now(drafter.device)
     if job.propose is None:
         drafts = []
     else:
@@ -74,7 +74,7 @@ def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tup
         else:
             propose = propose_from_adapter(adapter, lm_head)
         drafts = draft_while(track, propose, job.k_max, should_stop, job.feed_own, job.eos)
-    t2 = time.perf_counter()
+    t2 = now(drafter.device)
     return EarlyDrafts(drafts, t1 - t0, t2 - t1, t0, t2), track
 
 

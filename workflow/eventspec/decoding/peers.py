@@ -13,11 +13,10 @@ criteria hold (a CUDA device); on a CPU it runs the static cache eagerly.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from ..models.backend import Backend, PrefillInputs
+from .clock import now
 from .engine import Generated
 
 
@@ -27,7 +26,7 @@ def hf_generate(verifier: Backend, inputs: PrefillInputs, max_new_tokens: int, c
     device = verifier.device
     dtype = next(p for p in verifier.model.parameters() if p.is_floating_point()).dtype
     kwargs = {"cache_implementation": "static"} if cache == "static" else {}
-    t0 = time.perf_counter()
+    t0 = now(device)
     out = verifier.model.generate(
         input_ids=inputs.input_ids.to(device),
         attention_mask=inputs.attention_mask.to(device),
@@ -39,7 +38,7 @@ def hf_generate(verifier: Backend, inputs: PrefillInputs, max_new_tokens: int, c
         pad_token_id=verifier.pad_token_id,
         **kwargs,
     )
-    total = time.perf_counter() - t0
+    total = now(device) - t0
     tokens = out[0, inputs.input_ids.shape[1] :].tolist()
     return Generated(tokens, float("nan"), total)
 

@@ -1,6 +1,7 @@
-"""Prefill hiding: the verifier's prefill beside the drafter's prefill and drafting in the worker (means)."""
+"""Prefill hiding: the verifier's prefill beside the drafter's prefill and drafting in the worker (means);
+ceilings hatched."""
 
-from .common import configs
+from .common import CEILING_HATCH, configs, label
 
 SIZE = (8, 4.5)
 
@@ -12,12 +13,13 @@ def plot(fig, inputs: list[dict], tau: float) -> None:
     keep = [(n, r) for n, r in zip(names, rows) if r["drafter_prefill_s_mean"]]
     for i, (name, r) in enumerate(keep):
         v, d = 1e3 * r["prefill_s_mean"], 1e3 * r["drafter_prefill_s_mean"]
-        ax.barh(i + 0.2, v, 0.35, color="tab:blue", label="verifier prefill" if i == 0 else None)
-        ax.barh(i - 0.2, d, 0.35, color="tab:orange", label="drafter prefill" if i == 0 else None)
+        hatch = CEILING_HATCH if r.get("role") == "ceiling" else None
+        ax.barh(i + 0.2, v, 0.35, color="tab:blue", hatch=hatch, label="verifier prefill" if i == 0 else None)
+        ax.barh(i - 0.2, d, 0.35, color="tab:orange", hatch=hatch, label="drafter prefill" if i == 0 else None)
         ax.barh(i - 0.2, 1e3 * r["wait_s_mean"], 0.35, left=v, color="tab:gray",
                 label="verifier waits for the drafter" if i == 0 else None)
         ax.text(max(v, d) + 1e3 * r["wait_s_mean"] + 0.2, i,
                 f"{r['early_drafts_mean']:.1f} drafts, {r['early_accepted_mean']:.1f} accepted", va="center")
-    ax.set_yticks(range(len(keep)), [n for n, _ in keep])
+    ax.set_yticks(range(len(keep)), [label(n, r) for n, r in keep])
     ax.set_xlabel("ms from the start of the pair")
     ax.legend(fontsize="small")

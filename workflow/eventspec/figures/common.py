@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+CEILING_HATCH = "//"
+"""How ceilings (``oracle*``: the engine's upper bound, not methods) are drawn: hatched, after the methods."""
+
+
+def mark_ceilings(bars, rows: list[dict]) -> None:
+    """Hatch the bars of ceiling configurations (``bars`` in the order of ``rows``)."""
+    for bar, row in zip(bars, rows):
+        if row.get("role") == "ceiling":
+            bar.set_hatch(CEILING_HATCH)
+            bar.set_alpha(0.6)
+
+
+def label(name: str, row: dict) -> str:
+    """An axis label: ceilings say so."""
+    return f"{name} (ceiling)" if row.get("role") == "ceiling" else name
+
 
 def configs(summary: dict) -> tuple[list[str], list[dict]]:
-    """The benchmark's configuration names and their summaries, in the benchmark's order."""
-    return list(summary["configs"]), list(summary["configs"].values())
+    """Configuration names and their summaries: the strongest peer first, the ceilings last."""
+    peer = summary.get("strongest_peer")
+    items = sorted(summary["configs"].items(), key=lambda item: (item[0] != peer, item[1].get("role") == "ceiling"))
+    return [name for name, _ in items], [row for _, row in items]
 
 
 def tag(tau: float) -> str:

@@ -153,6 +153,19 @@ class Backend:
         return DecodeState(cache, mask, last, self.logits(last))
 
     @torch.no_grad()
+    def teacher_forced_logits(self, inputs: PrefillInputs, tokens: list[int]) -> torch.Tensor:
+        """float32 logits [T, V] at the positions that produce each of ``tokens`` (batch 1): the prompt's prefill,
+        then one forward over ``tokens[:-1]``, so position t has read the prompt and tokens[:t]. The answer is
+        read as text, as decoding reads it (an id equal to a visual placeholder is not spliced with the visual
+        features). The benchmark's whole-answer lossless check reads them."""
+        state = self.prefill(inputs)
+        first = state.logits[0, None]  # before the forward moves the state on
+        if len(tokens) <= 1:
+            return first[: len(tokens)]
+        _, logits = self.forward(torch.tensor([tokens[:-1]]), state)
+        return torch.cat([first, logits[0]])
+
+    @torch.no_grad()
     def forward(
         self, tokens: torch.Tensor, state: DecodeState, logits: bool = True, valid: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
