@@ -48,6 +48,24 @@ placeholder spliced in as -200 by LLaVA's ``tokenizer_image_token`` (EventGPT's 
 same function with ``<event>``): note the dummy-prefix ``▁`` (29871) on both sides of the placeholder and the
 newline as byte piece 13."""
 
+EVENTGPT_PROMPT = (
+    "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, "
+    "and polite answers to the human's questions. USER: <ev_start><event><ev_end>\nWhat is shown in this image? "
+    "ASSISTANT:"
+)
+"""EventGPT's prompt for "What is shown in this image?" (``prepare_event_prompt`` with ``conv_eventgpt_v1``), by hand."""
+
+
+def eventgpt_prompt_ids() -> list[int]:
+    """``EVENTGPT_PROMPT``'s ids on ``vicuna_tokenizer()``, by hand: ``EVENTGPT_V1_IDS`` with the markers as text
+    around the placeholder. This vocabulary has no merges for them, so each is spelt one character per id (a real
+    Vicuna vocabulary has longer pieces, e.g. ``▁<``); the dummy prefix ``▁`` still opens the chunk after -200."""
+    vocab, _ = llama_vocabulary()
+    at = EVENTGPT_V1_IDS.index(-200)
+    assert EVENTGPT_V1_IDS[at - 1 : at + 3] == [29871, -200, 29871, 13]  # ": ▁", placeholder, "▁", "\n"
+    spelt = [vocab[c] for c in "<ev_start>"], [vocab[c] for c in "<ev_end>"]
+    return EVENTGPT_V1_IDS[:at] + spelt[0] + [-200, 29871] + spelt[1] + EVENTGPT_V1_IDS[at + 2 :]
+
 
 # --- tokenizers -------------------------------------------------------------------------------------------------
 

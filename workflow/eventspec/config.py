@@ -12,6 +12,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .event_window import EventWindowError, resolve_event_window
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SCHEMA_PATH = PACKAGE_DIR / "xsd" / "config.schema.yaml"
 """``xsd/`` and the default ``config.yaml`` ship inside the package (links to the repository's copies in a
@@ -44,13 +46,20 @@ def load_schema() -> dict:
 
 
 def validate(config: dict, source: str = "config") -> dict:
-    """Fill defaults in place and check ``config``; raise ConfigError naming the key."""
+    """Fill defaults in place and check ``config``; raise ConfigError naming the key.
+
+    Beyond the schema: the drafter's event window is resolved and checked against the drafter
+    (``event_window.resolve_event_window``).
+    """
     errors = sorted(DefaultFillingValidator(load_schema()).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
         raise ConfigError(f"{source}: invalid value at key '{key}': {err.message}")
-    return config
+    try:
+        return resolve_event_window(config)
+    except EventWindowError as err:
+        raise ConfigError(f"{source}: {err}") from err
 
 
 def load(path: str | Path | None = None, inline: str | None = None) -> dict:

@@ -9,6 +9,11 @@ from pathlib import Path
 SOURCE = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, SOURCE)
 from eventspec.codedigest import code_digest
+from eventspec.event_window import resolve_event_window
+
+# The drafter's event window (samples.event_window_ms) becomes concrete here, from the whole config, before the
+# samples rule gets its slice; a window the drafter cannot read stops the run naming the setting.
+resolve_event_window(config)
 
 # Every job imports eventspec from this checkout, the code the rules' code digests hash: also inside
 # the conda envs of envs/, which hold only the pinned dependencies (see envs/eventspec.post-deploy.sh).
