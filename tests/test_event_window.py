@@ -1,10 +1,15 @@
 """The drafter's event window: its default, its placement in the clip, and the windows an EventGPT refuses."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from eventspec import config as config_mod
+from eventspec.event_window import place_event_window
 from real_checkpoints import write_original_checkpoint
 
 
@@ -38,6 +43,16 @@ def test_1000_ms_window_with_an_eventgpt_checkpoint_is_refused_naming_the_settin
     assert config_mod.validate(real_config(eventgpt, event_window_ms=99))["samples"]["event_window_ms"] == 99
 
 
+def test_snakemake_refuses_it_before_any_job(eventgpt, tmp_path):
+    """The workflow resolves the window from the whole config (workflow/rules/common.smk) and stops naming it."""
+    configfile = tmp_path / "real.yaml"
+    configfile.write_text(yaml.safe_dump(real_config(eventgpt, event_window_ms=1000) | {"results": str(tmp_path / "r")}))
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(configfile)],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode != 0
+    assert "samples.event_window_ms: 1000 ms with an EventGPT drafter" in res.stdout + res.stderr
+
+
 def test_long_window_when_the_setting_allows_it(eventgpt):
     cfg = config_mod.validate(real_config(eventgpt, event_window_ms=1000, allow_long_event_window=True))
     assert cfg["samples"]["event_window_ms"] == 1000
@@ -54,3 +69,9 @@ def test_long_window_for_other_drafters(tmp_path):
 def test_event_window_longer_than_the_clip_is_refused():
     with pytest.raises(config_mod.ConfigError, match=r"samples\.event_window_ms: 1200 ms is longer than .*window_ms"):
         config_mod.validate({"samples": {"event_window_ms": 1200}})
+
+
+def test_event_window_placement_in_the_clip():
+    assert place_event_window(1_000_000, 2_000_000, 50_000, "end") == (1_950_000, 2_000_000)
+    assert place_event_window(1_000_000, 2_000_000, 50_000, "start") == (1_000_000, 1_050_000)
+    assert place_event_window(1_000_000, 2_000_000, 50_000, "center") == (1_475_000, 1_525_000)

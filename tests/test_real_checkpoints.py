@@ -116,6 +116,30 @@ def test_drafter_without_pad_token_batches_like_single_rows(pair, tiny_world):
         assert alone.tokens[0, :n].tolist() == batch.tokens[i, :n].tolist()
 
 
+def test_verifier_inputs_are_video_llava_processors(pair, tiny_world):
+    """Prompt ids and pixel values of a clip against transformers' own ``VideoLlavaProcessor``. Its video path
+    needs torchvision (not in our pins; our frames go through ``VideoLlavaImageProcessor``, the PIL processor the
+    HF port used for videos): ids are equal, pixels equal up to the two bicubic resamplers (torchvision's vs PIL's)."""
+    pytest.importorskip("torchvision", reason="VideoLlavaProcessor's video processor needs torchvision")
+    from transformers import VideoLlavaProcessor, VideoLlavaVideoProcessor
+
+    from eventspec.models.verifier import PROMPT
+
+    verifier, _ = pair
+    frames, _ = window_inputs(tiny_world, slice(0, 1))
+    images = verifier.image_processor
+    video = VideoLlavaVideoProcessor(**{k: getattr(images, k) for k in ("size", "crop_size", "image_mean", "image_std")})
+    processor = VideoLlavaProcessor(
+        image_processor=images, video_processor=video, tokenizer=verifier.tokenizer,
+        patch_size=verifier.model.config.vision_config.patch_size,
+    )  # fmt: skip
+    theirs = processor(text=PROMPT.format(question=QUESTIONS[0]), videos=[frames[0]], return_tensors="pt")
+
+    assert theirs["input_ids"][0].tolist() == verifier.prompt_ids(QUESTIONS[0])
+    ours = verifier.visual_inputs(frames)["pixel_values_videos"]
+    torch.testing.assert_close(ours, theirs["pixel_values_videos"], rtol=0, atol=0.03)
+
+
 # --- hub ids through the Hugging Face cache ---------------------------------------------------------------------
 
 

@@ -10,7 +10,6 @@ from eventspec.digest import read_digest, write_digest
 from eventspec.dsec import DataError
 from eventspec.questions import TOY, answers, load_question_set, window_ground_truth
 from eventspec.event_images import chunk_bounds, event_canvas, pad_to_sensor, render_event_chunks, render_event_image
-from eventspec.event_window import place_event_window
 from eventspec.samples import evenly_spaced, prepare_samples
 
 
@@ -57,12 +56,6 @@ def test_chunks_have_their_own_canvas_and_survive_the_store_padding():
     empty = render_event_chunks(x[:1], y[:1], p[:1], 2)[0]
     assert empty.shape == (1, 1, 3) and (empty == 255).all()
     np.testing.assert_array_equal(event_canvas(pad_to_sensor(empty, 6, 4)), empty)
-
-
-def test_event_window_placement_in_the_clip():
-    assert place_event_window(1_000_000, 2_000_000, 50_000, "end") == (1_950_000, 2_000_000)
-    assert place_event_window(1_000_000, 2_000_000, 50_000, "start") == (1_000_000, 1_050_000)
-    assert place_event_window(1_000_000, 2_000_000, 50_000, "center") == (1_475_000, 1_525_000)
 
 
 def test_evenly_spaced_frames_include_ends():

@@ -7,6 +7,7 @@ import torch
 from transformers import LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from ..event_images import WHITE
 from .backend import Backend
 from .eventgpt import (
     MODEL_TYPE,
@@ -21,7 +22,6 @@ from .loading import ModelLoadError, load_model, load_tokenizer, locate_checkpoi
 
 LLAVA_PROMPT = "USER: <image>\n{question} ASSISTANT:"
 IMAGE_TOKEN = "<image>"
-WHITE = 255
 
 
 class DrafterBackend(Backend):
