@@ -10,7 +10,8 @@ Every other id holds an unreachable filler piece. Weights are random.
 
 Sources: LanguageBind/Video-LLaVA-7B-hf config.json and added_tokens.json; the Llama tokenizer's output for the
 LLaVA v1 prompt "USER: <image>\\nWhat is shown in this image? ASSISTANT:" quoted in transformers' LLaVA-NeXT
-docs and LLaVA-style ``tokenizer_image_token`` goldens (the same ids EventGPT's ``tokenizer_event_token`` gives).
+docs and LLaVA-style ``tokenizer_image_token`` goldens (a bare placeholder; EventGPT's own prompt wraps it in
+``<ev_start>``/``<ev_end>`` text: ``eventgpt_prompt_ids``).
 """
 
 import json
@@ -43,10 +44,28 @@ EVENTGPT_V1_IDS = [
     13173, 29892, 322, 1248, 568, 6089, 304, 278, 5199, 29915, 29879, 5155, 29889, 3148, 1001, 29901, 29871, -200,
     29871, 13, 5618, 338, 4318, 297, 445, 1967, 29973, 319, 1799, 9047, 13566, 29901,
 ]  # fmt: skip
-"""Published ids of the Vicuna v1 generation prompt for "What is shown in this image?" with the visual
+"""Published ids of LLaVA's Vicuna v1 generation prompt for "What is shown in this image?" with a bare visual
 placeholder spliced in as -200 by LLaVA's ``tokenizer_image_token`` (EventGPT's ``tokenizer_event_token`` is the
-same function with ``<event>``): note the dummy-prefix ``▁`` (29871) on both sides of the placeholder and the
+same function with ``<event>``, but its prompt holds the markers too: ``eventgpt_prompt_ids``): note the dummy-prefix ``▁`` (29871) on both sides of the placeholder and the
 newline as byte piece 13."""
+
+EVENTGPT_PROMPT = (
+    "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, "
+    "and polite answers to the human's questions. USER: <ev_start><event><ev_end>\nWhat is shown in this image? "
+    "ASSISTANT:"
+)
+"""EventGPT's prompt for "What is shown in this image?" (``prepare_event_prompt`` with ``conv_eventgpt_v1``), by hand."""
+
+
+def eventgpt_prompt_ids() -> list[int]:
+    """``EVENTGPT_PROMPT``'s ids on ``vicuna_tokenizer()``, by hand: ``EVENTGPT_V1_IDS`` with the markers as text
+    around the placeholder. This vocabulary has no merges for them, so each is spelt one character per id (a real
+    Vicuna vocabulary has longer pieces, e.g. ``▁<``); the dummy prefix ``▁`` still opens the chunk after -200."""
+    vocab, _ = llama_vocabulary()
+    at = EVENTGPT_V1_IDS.index(-200)
+    assert EVENTGPT_V1_IDS[at - 1 : at + 3] == [29871, -200, 29871, 13]  # ": ▁", placeholder, "▁", "\n"
+    spelt = [vocab[c] for c in "<ev_start>"], [vocab[c] for c in "<ev_end>"]
+    return EVENTGPT_V1_IDS[:at] + spelt[0] + [-200, 29871] + spelt[1] + EVENTGPT_V1_IDS[at + 2 :]
 
 
 # --- tokenizers -------------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ from eventspec import codedigest
 
 def test_stage_digest_covers_imported_modules():
     assert codedigest.modules_of("eventspec.samples") == [
-        "eventspec", "eventspec.dsec", "eventspec.questions", "eventspec.samples", "eventspec.schemas",
+        "eventspec", "eventspec.dsec", "eventspec.event_images", "eventspec.event_window", "eventspec.questions",
+        "eventspec.samples", "eventspec.schemas",
         "eventspec.store", "eventspec.store_layout", "eventspec.toyworld.layout",
     ]
 

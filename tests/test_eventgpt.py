@@ -11,27 +11,29 @@ from transformers import AutoModelForCausalLM, CLIPConfig, DynamicCache, LlamaCo
 
 from eventspec.models.loading import ModelLoadError
 from eventspec.models.eventgpt import (
-    EV_END_TOKEN,
-    EV_START_TOKEN,
     EVENT_TOKEN_INDEX,
     MODEL_TYPE,
     EventGPTConfig,
     EventGPTForCausalLM,
     build_prompt,
+    clip_tower_dir,
+    event_image_processor,
     event_pixel_values,
     event_prompt_ids,
     expand_event_placeholder,
     load_eventgpt,
     num_event_tokens,
+    prepare_tokenizer,
     spatio_temporal_aggregate,
     tiny_eventgpt_config,
     tokenizer_event_token,
 )
 from real_checkpoints import (
     CLIP,
-    EVENTGPT_V1_IDS,
+    EVENTGPT_PROMPT,
     LLM,
     TOWER_PREFIX,
+    eventgpt_prompt_ids,
     original_shapes,
     vicuna_tokenizer,
     write_original_checkpoint,
@@ -266,31 +268,50 @@ def vicuna():
     return vicuna_tokenizer()
 
 
-def test_prompt_ids_are_eventgpts_published_ids(vicuna):
-    """conv_eventgpt_v1 + tokenizer_event_token on a Vicuna tokenizer give the published ids (-200 spliced in)."""
+def test_prompt_is_eventgpts_with_the_markers_always():
+    """``prepare_event_prompt`` writes ``<ev_start><event><ev_end>`` whatever ``mm_use_im_start_end`` says."""
+    assert build_prompt("What is shown in this image?") == EVENTGPT_PROMPT
+
+
+def test_prompt_ids_splice_the_placeholder_between_the_marker_texts(vicuna):
+    """Without marker tokens (the released config) the markers are text around the spliced -200."""
     config = tiny_config()
 
-    ids = tokenizer_event_token(build_prompt("What is shown in this image?", config), vicuna)
+    ids = tokenizer_event_token(build_prompt("What is shown in this image?"), vicuna)
 
-    assert ids == EVENTGPT_V1_IDS
+    assert ids == eventgpt_prompt_ids()
     expanded = event_prompt_ids("What is shown in this image?", config, vicuna)
-    at = EVENTGPT_V1_IDS.index(EVENT_TOKEN_INDEX)
-    n = num_event_tokens(config)
-    assert expanded == EVENTGPT_V1_IDS[:at] + [config.event_token_index] * n + EVENTGPT_V1_IDS[at + 1 :]
+    at = ids.index(EVENT_TOKEN_INDEX)
+    assert expanded == ids[:at] + [config.event_token_index] * num_event_tokens(config) + ids[at + 1 :]
 
 
-def test_event_markers_only_when_the_config_asks():
-    config = tiny_config()
-    config.mm_use_im_start_end = True
-    vicuna = vicuna_tokenizer()
-    vicuna.add_tokens([EV_START_TOKEN, EV_END_TOKEN], special_tokens=True)  # as EventGPT's builder does
-    start, end = vicuna.convert_tokens_to_ids([EV_START_TOKEN, EV_END_TOKEN])
+@pytest.mark.parametrize(
+    ("flags", "added"),
+    [
+        ({}, ["<ev_patch>"]),  # a config without the key: EventGPT adds <ev_patch>
+        ({"mm_use_im_patch_token": True}, ["<ev_patch>"]),
+        ({"mm_use_im_patch_token": False}, []),
+        ({"mm_use_im_patch_token": False, "mm_use_im_start_end": True}, ["<ev_start>", "<ev_end>"]),
+        ({"mm_use_im_start_end": True}, ["<ev_patch>", "<ev_start>", "<ev_end>"]),
+    ],
+)
+def test_tokenizer_gets_eventgpts_tokens(flags, added):
+    tokenizer = vicuna_tokenizer()
 
-    ids = tokenizer_event_token(build_prompt("What is shown in this image?", config), vicuna)
+    size = prepare_tokenizer(tokenizer, flags)
+
+    assert size == len(tokenizer) == 32000 + len(added)
+    assert tokenizer.convert_ids_to_tokens(list(range(32000, size))) == added
+
+
+def test_marker_tokens_surround_the_placeholder():
+    tokenizer = vicuna_tokenizer()
+    prepare_tokenizer(tokenizer, {"mm_use_im_patch_token": False, "mm_use_im_start_end": True})
+
+    ids = tokenizer_event_token(build_prompt("What is shown in this image?"), tokenizer)
 
     at = ids.index(EVENT_TOKEN_INDEX)
-    assert ids[at - 1 : at + 2] == [start, EVENT_TOKEN_INDEX, end] and {start, end} == {32000, 32001}
-    assert EV_START_TOKEN not in build_prompt("What?", tiny_config())
+    assert ids[at - 1 : at + 2] == [32000, EVENT_TOKEN_INDEX, 32001]
 
 
 def test_prompt_without_exactly_one_placeholder_is_an_error():
@@ -340,3 +361,73 @@ def test_pipeline_interface(model):
     # hidden_states[-1] is the final-normed state whose LM-head projection is the logits.
     torch.testing.assert_close(model.lm_head(out.hidden_states[-1]), out.logits)
     assert step.logits.shape == (1, 1, VOCAB)
+
+
+def test_event_images_are_cut_back_to_their_canvas():
+    """A stored (sensor-padded) image is processed as EventGPT processes its canvas: here a 2 x 3 all-red canvas
+    fills the whole crop, so every pixel is red, not the white of the padding."""
+    config = tiny_config()
+    images = np.full((1, config.num_event_chunks, 48, 80, 3), 255, dtype=np.uint8)
+    images[:, :, :2, :3] = (255, 0, 0)
+
+    pixels = event_pixel_values(images, config)
+
+    expected = torch.tensor((np.array([1.0, 0.0, 0.0]) - CLIP_MEAN) / CLIP_STD, dtype=torch.float32)
+    torch.testing.assert_close(pixels.amin(dim=(0, 1, 3, 4)), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(pixels.amax(dim=(0, 1, 3, 4)), expected, rtol=0, atol=1e-5)
+
+
+def test_feature_adaptor_is_built_whatever_the_key_says(tmp_path):
+    """EventGPT builds the adaptor when its config has the key at all (and always applies it)."""
+    checkpoint, written, _ = write_original_checkpoint(tmp_path, event_feature_adaptor=False)
+
+    model = load_eventgpt(checkpoint)
+
+    assert torch.equal(model.model.feature_adaptor.weight, written["model.feature_adaptor.weight"])
+    pixels = torch.randn(1, 5, 3, CLIP["image"], CLIP["image"])
+    projected = model.model.visual_projector(model.model.visual_tower(pixels[0]))
+    adapted = model.model.feature_adaptor(projected)
+    torch.testing.assert_close(model.get_event_features(pixels)[0, 5:], adapted.mean(dim=0))
+
+
+def test_hub_id_tower_resolves_through_the_cache(tmp_path, monkeypatch):
+    """``mm_visual_tower`` as a hub id (as EventGPT's from_pretrained takes it): the tower's weights and its own
+    preprocessor settings come from the cached snapshot."""
+    from huggingface_hub import constants
+
+    from real_checkpoints import lay_out_hub_cache
+
+    repo_id = "openai/clip-vit-large-patch14-336"
+    checkpoint, _, clip_weights = write_original_checkpoint(tmp_path, with_tower=False, mm_visual_tower=repo_id)
+    clip_dir = tmp_path / "clip-vit-tiny"
+    (clip_dir / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": 40},
+        "do_center_crop": True, "crop_size": {"height": 32, "width": 32}, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25],
+        "resample": 3, "do_convert_rgb": True,
+    }))  # fmt: skip
+    cache = tmp_path / "hub"
+    snapshot = lay_out_hub_cache(cache, repo_id, clip_dir)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+    assert clip_tower_dir(repo_id) == snapshot
+    model = load_eventgpt(checkpoint)
+    loaded = model.state_dict()
+    for key, tensor in clip_weights.items():
+        assert torch.equal(loaded["model.visual_tower.visual_tower." + key.removeprefix("vision_model.")], tensor)
+    processor = event_image_processor(model.config)
+    assert processor.size == {"shortest_edge": 40} and processor.crop_size == {"height": 32, "width": 32}
+    white = np.full((1, 5, 48, 80, 3), 255, dtype=np.uint8)
+    white[:, :, 47, 79] = 0  # one black event pixel at the far corner keeps the whole sensor as the canvas
+    pixels = event_pixel_values(white, model.config, processor)
+    assert pixels.shape == (1, 5, 3, 32, 32)
+    assert torch.allclose(pixels, torch.full_like(pixels, (1.0 - 0.5) / 0.25))  # the tower's mean and std
+
+
+def test_tower_outside_cache_and_disk_falls_back_to_clip_defaults(tmp_path):
+    config = tiny_config()
+    config.mm_visual_tower = "openai/clip-vit-large-patch14-336"
+    assert clip_tower_dir(config.mm_visual_tower, tmp_path) is None
+    processor = event_image_processor(config)
+    assert processor.crop_size == {"height": 64, "width": 64}
+    np.testing.assert_allclose(processor.image_mean, CLIP_MEAN)

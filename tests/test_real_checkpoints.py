@@ -19,7 +19,7 @@ from eventspec.models.drafter import load_drafter
 from eventspec.models.eventgpt import EVENT_TOKEN_INDEX, num_event_tokens
 from eventspec.models.loading import ModelLoadError, check_device, resolve_checkpoint
 from eventspec.models.verifier import load_verifier
-from real_checkpoints import EVENTGPT_V1_IDS, VICUNA_VOCAB, VIDEO_LLAVA_ADDED, lay_out_hub_cache
+from real_checkpoints import VICUNA_VOCAB, VIDEO_LLAVA_ADDED, eventgpt_prompt_ids, lay_out_hub_cache
 
 QUESTIONS = ["What objects are in the scene?", "Is it day or night?", "Describe the scene."]
 REPO_ID = "LanguageBind/Video-LLaVA-7B-hf"
@@ -60,8 +60,9 @@ def test_drafter_prompt_holds_one_id_per_visual_token(pair):
     _, drafter = pair
     ids = drafter.prompt_ids("What is shown in this image?")
     n = num_event_tokens(drafter.model.config)
-    at = EVENTGPT_V1_IDS.index(EVENT_TOKEN_INDEX)
-    assert ids == EVENTGPT_V1_IDS[:at] + [EVENT_TOKEN_INDEX] * n + EVENTGPT_V1_IDS[at + 1 :]
+    golden = eventgpt_prompt_ids()
+    at = golden.index(EVENT_TOKEN_INDEX)
+    assert ids == golden[:at] + [EVENT_TOKEN_INDEX] * n + golden[at + 1 :]
 
 
 def test_extraction_runs_end_to_end(tiny_world, real_shaped_models, tmp_path):
@@ -113,6 +114,30 @@ def test_drafter_without_pad_token_batches_like_single_rows(pair, tiny_world):
         assert alone.lengths[0] == batch.lengths[i]
         n = int(alone.lengths[0])
         assert alone.tokens[0, :n].tolist() == batch.tokens[i, :n].tolist()
+
+
+def test_verifier_inputs_are_video_llava_processors(pair, tiny_world):
+    """Prompt ids and pixel values of a clip against transformers' own ``VideoLlavaProcessor``. Its video path
+    needs torchvision (not in our pins; our frames go through ``VideoLlavaImageProcessor``, the PIL processor the
+    HF port used for videos): ids are equal, pixels equal up to the two bicubic resamplers (torchvision's vs PIL's)."""
+    pytest.importorskip("torchvision", reason="VideoLlavaProcessor's video processor needs torchvision")
+    from transformers import VideoLlavaProcessor, VideoLlavaVideoProcessor
+
+    from eventspec.models.verifier import PROMPT
+
+    verifier, _ = pair
+    frames, _ = window_inputs(tiny_world, slice(0, 1))
+    images = verifier.image_processor
+    video = VideoLlavaVideoProcessor(**{k: getattr(images, k) for k in ("size", "crop_size", "image_mean", "image_std")})
+    processor = VideoLlavaProcessor(
+        image_processor=images, video_processor=video, tokenizer=verifier.tokenizer,
+        patch_size=verifier.model.config.vision_config.patch_size,
+    )  # fmt: skip
+    theirs = processor(text=PROMPT.format(question=QUESTIONS[0]), videos=[frames[0]], return_tensors="pt")
+
+    assert theirs["input_ids"][0].tolist() == verifier.prompt_ids(QUESTIONS[0])
+    ours = verifier.visual_inputs(frames)["pixel_values_videos"]
+    torch.testing.assert_close(ours, theirs["pixel_values_videos"], rtol=0, atol=0.03)
 
 
 # --- hub ids through the Hugging Face cache ---------------------------------------------------------------------
@@ -193,12 +218,23 @@ def test_checkpoint_without_lm_head_is_named(real_shaped_models, tmp_path, kind,
     assert str(broken) in str(err.value)
 
 
-def test_start_end_markers_need_tokens_the_tokenizer_has(real_shaped_models, tmp_path):
-    broken = shutil.copytree(real_shaped_models["drafter"], tmp_path / "drafter")
-    config = json.loads((broken / "config.json").read_text()) | {"mm_use_im_start_end": True}
-    (broken / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError, match=rf"{broken}: config.json sets mm_use_im_start_end .* <ev_start>"):
-        load_drafter(broken)
+@pytest.mark.parametrize(
+    ("flags", "size", "markers"),
+    [({"mm_use_im_start_end": True}, 32002, [32000, 32001]), ({"mm_use_im_patch_token": True}, 32001, None)],
+)
+def test_drafter_gets_eventgpts_tokens_and_resized_embeddings(real_shaped_models, tmp_path, flags, size, markers):
+    """As EventGPT's inference: ``<ev_patch>`` / the markers added to the tokenizer, embeddings resized to it."""
+    drafter_dir = shutil.copytree(real_shaped_models["drafter"], tmp_path / "drafter")
+    config = json.loads((drafter_dir / "config.json").read_text()) | flags
+    (drafter_dir / "config.json").write_text(json.dumps(config))
+
+    drafter = load_drafter(drafter_dir)
+
+    assert len(drafter.tokenizer) == size and drafter.model.config.vocab_size == size
+    assert drafter.embed.weight.shape[0] == drafter.lm_head.weight.shape[0] == size
+    ids = drafter.prompt_ids("What is shown in this image?")
+    first, last = ids.index(EVENT_TOKEN_INDEX), len(ids) - 1 - ids[::-1].index(EVENT_TOKEN_INDEX)
+    assert markers is None or [ids[first - 1], ids[last + 1]] == markers
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -9,30 +9,53 @@ from eventspec import config as config_mod
 from eventspec.digest import read_digest, write_digest
 from eventspec.dsec import DataError
 from eventspec.questions import TOY, answers, load_question_set, window_ground_truth
-from eventspec.samples import evenly_spaced, prepare_samples, render_event_chunks, render_event_image
+from eventspec.event_images import chunk_bounds, event_canvas, pad_to_sensor, render_event_chunks, render_event_image
+from eventspec.samples import evenly_spaced, prepare_samples
 
 
 def sample_config(root, **samples):
     return config_mod.validate({"data": {"source": "dsec", "root": str(root)}, "samples": samples})
 
 
-def test_event_image_colours_latest_polarity():
-    x = np.array([1, 1, 2])
-    y = np.array([0, 0, 1])
-    p = np.array([1, 0, 1])
-    img = render_event_image(x, y, p, width=4, height=3)
-    assert tuple(img[0, 1]) == (255, 0, 0)  # OFF came last at (1, 0)
-    assert tuple(img[1, 2]) == (0, 0, 255)
-    assert (img[2] == 255).all()
+BLUE, RED, WHITE = (0, 0, 255), (255, 0, 0), (255, 255, 255)
 
 
-def test_event_chunks_have_equal_counts():
-    n = 103
-    x = np.arange(n) % 10
-    chunks = render_event_chunks(x, np.zeros(n, int), np.ones(n, int), 10, 1, 5)
-    assert chunks.shape == (5, 1, 10, 3)
-    # chunk boundaries at round(linspace): 0 21 41 62 82 103, each chunk covers all 10 columns
-    assert all((c != 255).any(-1).sum() == 10 for c in chunks)
+def test_event_image_is_eventgpts_canvas_and_colours():
+    """EventGPT draws on (y.max() + 1, x.max() + 1), polarity 0 blue, 1 red, the latest event winning a pixel."""
+    x, y, p = np.array([1, 1, 3, 0]), np.array([0, 0, 1, 1]), np.array([1, 0, 1, 0])
+
+    img = render_event_image(x, y, p)
+
+    assert img.shape == (2, 4, 3) and img.dtype == np.uint8
+    expected = np.full((2, 4, 3), 255, np.uint8)
+    expected[0, 1] = BLUE  # p = 1 then p = 0 at (x 1, y 0): the later, 0, wins
+    expected[1, 3] = RED
+    expected[1, 0] = BLUE
+    np.testing.assert_array_equal(img, expected)
+
+
+def test_chunk_bounds_put_the_remainder_in_the_last_chunk():
+    assert chunk_bounds(12, 5) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 12)]
+    assert chunk_bounds(103, 5) == [(0, 20), (20, 40), (40, 60), (60, 80), (80, 103)]
+    assert chunk_bounds(3, 5) == [(0, 0), (0, 0), (0, 0), (0, 0), (0, 3)]
+
+
+def test_chunks_have_their_own_canvas_and_survive_the_store_padding():
+    """7 events in 2 chunks: 7 // 2 = 3 in the first, 4 in the last, each on its own canvas."""
+    x, y, p = np.array([0, 2, 1, 4, 0, 1, 3]), np.array([1, 0, 0, 0, 2, 1, 0]), np.array([0, 1, 1, 1, 0, 0, 1])
+
+    first, last = render_event_chunks(x, y, p, 2)
+
+    assert first.shape == (2, 3, 3) and last.shape == (3, 5, 3)
+    assert [tuple(first[r, c]) for r, c in ((1, 0), (0, 2), (0, 1), (0, 0), (1, 2))] == [BLUE, RED, RED, WHITE, WHITE]
+    assert [tuple(last[r, c]) for r, c in ((0, 4), (2, 0), (1, 1), (0, 3), (2, 4))] == [RED, BLUE, BLUE, RED, WHITE]
+    for image in (first, last):
+        padded = pad_to_sensor(image, width=6, height=4)
+        assert padded.shape == (4, 6, 3) and (padded[image.shape[0] :] == 255).all()
+        np.testing.assert_array_equal(event_canvas(padded), image)
+    empty = render_event_chunks(x[:1], y[:1], p[:1], 2)[0]
+    assert empty.shape == (1, 1, 3) and (empty == 255).all()
+    np.testing.assert_array_equal(event_canvas(pad_to_sensor(empty, 6, 4)), empty)
 
 
 def test_evenly_spaced_frames_include_ends():
@@ -53,7 +76,10 @@ def test_prepare_samples_cuts_whole_windows(tmp_path):
     assert g["frames"].shape == (10, 8, 24, 32, 3)
     np.testing.assert_array_equal(g["t_end_us"][:] - g["t_start_us"][:], 500_000)
     assert g["t_end_us"][5] - 10**9 == 3_000_000
-    assert (g["num_events"][:] > 1000).all()
+    # a drafter checkpoint (not the toy's) reads EventGPT's 50 ms, at the end of each clip by default
+    np.testing.assert_array_equal(g["event_t_end_us"][:], g["t_end_us"][:])
+    np.testing.assert_array_equal(g["event_t_end_us"][:] - g["event_t_start_us"][:], 50_000)
+    assert (g["num_events"][:] > 100).all() and (g["num_events"][:] < 200).all()  # 3 events per ms
     assert g["answers"].shape == (10, 3) and set(g["answers"][:].ravel()) == {""}
     assert [q["qid"] for q in g.attrs["questions"]] == ["dsec_0", "dsec_1", "dsec_2"]
     assert "object_maps" not in g and "objects" not in g  # no toy ground truth, no labels

@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .event_window import EventWindowError, resolve_event_window
 from .levels import scale_adapters
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -47,14 +48,21 @@ def load_schema() -> dict:
 
 def validate(config: dict, source: str = "config") -> dict:
     """Fill defaults in place (the adapter registry's level defaults first: ``levels.scale_adapters``) and check
-    ``config``; raise ConfigError naming the key."""
+    ``config``; raise ConfigError naming the key.
+
+    Beyond the schema: the drafter's event window is resolved and checked against the drafter
+    (``event_window.resolve_event_window``).
+    """
     scale_adapters(config)
     errors = sorted(DefaultFillingValidator(load_schema()).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
         raise ConfigError(f"{source}: invalid value at key '{key}': {err.message}")
-    return config
+    try:
+        return resolve_event_window(config)
+    except EventWindowError as err:
+        raise ConfigError(f"{source}: {err}") from err
 
 
 def load(path: str | Path | None = None, inline: str | None = None) -> dict:

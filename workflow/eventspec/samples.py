@@ -1,8 +1,9 @@
 """Stage ``prepare_samples``: cut sequences into windows and build the sample store.
 
-Per window the store holds the drafter input (EventGPT-style event images: the
-window's events split into equal-count chunks, each rendered polarity-coloured),
-the verifier input (evenly spaced RGB frames), identifiers, and the reference
+Per window (the verifier's clip) the store holds the drafter input (EventGPT's
+event images of the drafter's own event window inside the clip, drawn as
+``event_images`` draws them), the verifier input (evenly spaced RGB frames of the
+whole clip), identifiers, and the reference
 answers of the question set (empty where no ground truth exists, as for DSEC).
 Toy sequences also give each window its objects (JSON) and, per chosen frame,
 the map of which object each pixel shows (``object_maps``), which the toy
@@ -20,12 +21,11 @@ from tqdm import tqdm
 
 from . import store
 from .dsec import DataError, Sequence, list_sequences, read_png, window_starts
+from .event_images import pad_to_sensor, render_event_chunks
+from .event_window import place_event_window
 from .questions import answers, load_question_set, window_ground_truth
 from .toyworld.layout import GROUND_TRUTH_PATH, OBJECT_MAPS_DIR
 
-BACKGROUND = 255
-ON_COLOR = (0, 0, 255)
-OFF_COLOR = (255, 0, 0)
 SHARD_ROWS = 16
 """Windows per committed write, at most; fewer when their images would exceed ``WRITE_BYTES``."""
 WRITE_BYTES = 256 << 20
@@ -34,32 +34,21 @@ WRITE_BYTES = 256 << 20
 
 @dataclass(frozen=True)
 class Window:
+    """A verifier clip ``[t_start_us, t_end_us)`` and the drafter's event window ``[event_start_us, event_end_us)``
+    inside it."""
+
     sequence: str
     index: int
     t_start_us: int
     t_end_us: int
+    event_start_us: int
+    event_end_us: int
 
 
-def render_event_image(x: np.ndarray, y: np.ndarray, p: np.ndarray, width: int, height: int) -> np.ndarray:
-    """One event image [H, W, 3] uint8: white, each pixel coloured by its latest event's polarity."""
-    image = np.full((height * width, 3), BACKGROUND, dtype=np.uint8)
-    if len(x):
-        pixel = y.astype(np.int64) * width + x.astype(np.int64)
-        latest = np.full(height * width, -1, dtype=np.int64)
-        np.maximum.at(latest, pixel, np.arange(len(pixel)))
-        hit = np.flatnonzero(latest >= 0)
-        on = p[latest[hit]] == 1
-        image[hit[on]] = ON_COLOR
-        image[hit[~on]] = OFF_COLOR
-    return image.reshape(height, width, 3)
-
-
-def render_event_chunks(x, y, p, width: int, height: int, n_chunks: int) -> np.ndarray:
-    """The window's events cut into ``n_chunks`` equal-count chunks, one image each [C, H, W, 3]."""
-    bounds = np.linspace(0, len(x), n_chunks + 1).round().astype(int)
-    return np.stack(
-        [render_event_image(x[a:b], y[a:b], p[a:b], width, height) for a, b in zip(bounds[:-1], bounds[1:])]
-    )
+def sensor_event_images(events, width: int, height: int, n_chunks: int) -> np.ndarray:
+    """``[C, height, width, 3]``: the chunk images of ``events``, each padded white to the sensor size."""
+    images = render_event_chunks(events.x, events.y, events.p, n_chunks)
+    return np.stack([pad_to_sensor(image, width, height) for image in images])
 
 
 def evenly_spaced(indices: np.ndarray, n: int) -> np.ndarray:
@@ -67,23 +56,26 @@ def evenly_spaced(indices: np.ndarray, n: int) -> np.ndarray:
     return indices[np.linspace(0, len(indices) - 1, n).round().astype(int)]
 
 
-def windows_of(seq: Sequence, window_us: int) -> list[Window]:
+def windows_of(seq: Sequence, window_us: int, event_window_us: int, event_window_at: str) -> list[Window]:
     starts = window_starts(seq.t_start, seq.t_end, window_us)
-    return [Window(seq.name, i, t0, t0 + window_us) for i, t0 in enumerate(starts)]
+    return [
+        Window(seq.name, i, t0, t0 + window_us, *place_event_window(t0, t0 + window_us, event_window_us, event_window_at))
+        for i, t0 in enumerate(starts)
+    ]
 
 
 def read_window(seq: Sequence, w: Window, num_frames: int, n_chunks: int) -> dict:
     """Event images, frames and ids of one window, validated."""
     where = f"sequence {seq.name} window {w.index} [{w.t_start_us}, {w.t_end_us}) µs"
-    ev = seq.events.get_events(w.t_start_us, w.t_end_us)
+    ev = seq.events.get_events(w.event_start_us, w.event_end_us)
     if len(ev) == 0:
-        raise DataError(f"{seq.events.path}: {where} has no events")
+        raise DataError(f"{seq.events.path}: {where} has no events in its event window [{w.event_start_us}, {w.event_end_us}) µs")
     frame_ids = seq.frames_in(w.t_start_us, w.t_end_us)
     if len(frame_ids) < num_frames:
         raise DataError(f"{seq.frame_dir}: {where} has {len(frame_ids)} frames, needs {num_frames}")
     chosen = evenly_spaced(frame_ids, num_frames)
     return {
-        "event_images": render_event_chunks(ev.x, ev.y, ev.p, seq.events.width, seq.events.height, n_chunks),
+        "event_images": sensor_event_images(ev, seq.events.width, seq.events.height, n_chunks),
         "frames": np.stack([seq.read_frame(int(i)) for i in chosen]),
         "frame_index": chosen.astype(np.int32),
         "num_events": len(ev),
@@ -113,6 +105,8 @@ def store_layout(
         "frame_index": spec((n_frames,), np.int32, SHARD_ROWS),
         "t_start_us": spec((), np.int64, SHARD_ROWS),
         "t_end_us": spec((), np.int64, SHARD_ROWS),
+        "event_t_start_us": spec((), np.int64, SHARD_ROWS),
+        "event_t_end_us": spec((), np.int64, SHARD_ROWS),
         "num_events": spec((), np.int64, SHARD_ROWS),
         "window": spec((), np.int32, SHARD_ROWS),
         "sequence": spec((), str, SHARD_ROWS),
@@ -133,7 +127,7 @@ def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
     questions = load_question_set(scfg["questions"], scfg["max_questions"])
     seq_dirs = list_sequences(data["root"], split, data["sequences"].get(split))
     resolution = tuple(data["event_resolution"])
-    window_us = scfg["window_ms"] * 1000
+    window_us, event_window_us = scfg["window_ms"] * 1000, scfg["event_window_ms"] * 1000
     with Sequence(seq_dirs[0], resolution) as first:
         frame_shape = first.read_frame(0).shape
         width, height = first.events.width, first.events.height
@@ -157,7 +151,7 @@ def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
             gt = load_ground_truth(seq_dir)
             if (gt is not None) != toy:
                 raise DataError(f"{seq_dir}: {'has' if gt else 'lacks'} {GROUND_TRUTH_PATH}, unlike {seq_dirs[0]}")
-            for w in windows_of(seq, window_us):
+            for w in windows_of(seq, window_us, event_window_us, scfg["event_window_at"]):
                 if limit >= 0 and n_written + len(pending) >= limit:
                     break
                 row = read_window(seq, w, scfg["num_frames"], scfg["event_chunks"])
@@ -167,6 +161,8 @@ def prepare_samples(config: dict, split: str, out: str | Path) -> Path:
                 row.update(
                     t_start_us=w.t_start_us,
                     t_end_us=w.t_end_us,
+                    event_t_start_us=w.event_start_us,
+                    event_t_end_us=w.event_end_us,
                     window=w.index,
                     sequence=w.sequence,
                     answers=np.array(answers(questions, wgt), dtype=object),

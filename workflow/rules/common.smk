@@ -10,8 +10,13 @@ from snakemake.logging import logger
 
 SOURCE = str(Path(workflow.basedir) / "workflow")  # on sys.path (the Snakefile puts it there)
 from eventspec.codedigest import code_digest
+from eventspec.event_window import resolve_event_window
 from eventspec.figures import FIGURES
 from eventspec.levels import describe
+
+# The drafter's event window (samples.event_window_ms) becomes concrete here, from the whole config, before the
+# samples rule gets its slice; a window the drafter cannot read stops the run naming the setting.
+resolve_event_window(config)
 
 # Every job imports eventspec from this checkout, the code the rules' code digests hash: also inside
 # the conda envs of envs/, which hold only the pinned dependencies (see envs/eventspec.post-deploy.sh).

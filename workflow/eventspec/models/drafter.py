@@ -7,25 +7,32 @@ import torch
 from transformers import LlavaForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+from ..event_images import WHITE
 from .backend import Backend
 from .eventgpt import (
-    EV_END_TOKEN,
-    EV_START_TOKEN,
     MODEL_TYPE,
+    event_image_processor,
     event_pixel_values,
     event_prompt_ids,
     load_eventgpt,
     num_event_tokens,
+    prepare_tokenizer,
 )
 from .loading import ModelLoadError, load_model, load_tokenizer, locate_checkpoint, read_model_config, torch_dtype
 
 LLAVA_PROMPT = "USER: <image>\n{question} ASSISTANT:"
 IMAGE_TOKEN = "<image>"
-WHITE = 255
 
 
 class DrafterBackend(Backend):
-    """EventGPT: all event chunks of the window, spatio-temporally aggregated."""
+    """EventGPT: all event chunks of the window, spatio-temporally aggregated.
+
+    ``event_processor`` is its CLIP tower's image processor (default: ``event_image_processor(model.config)``).
+    """
+
+    def __init__(self, model, tokenizer, device="cpu", event_processor=None):
+        super().__init__(model, tokenizer, device)
+        self.event_processor = event_processor or event_image_processor(model.config)
 
     @property
     def num_visual_tokens(self) -> int:
@@ -35,7 +42,7 @@ class DrafterBackend(Backend):
         return event_prompt_ids(question, self.model.config, self.tokenizer)
 
     def visual_inputs(self, event_images: np.ndarray) -> dict[str, torch.Tensor]:
-        return {"event_pixel_values": event_pixel_values(event_images, self.model.config)}
+        return {"event_pixel_values": event_pixel_values(event_images, self.model.config, self.event_processor)}
 
 
 
@@ -68,13 +75,12 @@ class LlavaDrafterBackend(Backend):
         return {"pixel_values": self.image_processor(images=images, return_tensors="pt")["pixel_values"]}
 
 
-def check_event_markers(path, config: dict, tokenizer) -> None:
-    """A config asking for ``<ev_start>``/``<ev_end>`` needs a tokenizer holding them (EventGPT adds them)."""
-    if not config.get("mm_use_im_start_end"):
-        return
-    missing = [t for t in (EV_START_TOKEN, EV_END_TOKEN) if t not in tokenizer.get_vocab()]
-    if missing:
-        raise ModelLoadError(f"{path}: config.json sets mm_use_im_start_end but the tokenizer has no {', '.join(missing)}")
+def load_eventgpt_drafter(path, config: dict, tokenizer, dtype: str, quant: str, device) -> DrafterBackend:
+    """EventGPT as its inference sets it up: tokens added to the tokenizer, embeddings resized to it, the tower's
+    own image processor."""
+    model = load_eventgpt(path, torch_dtype(dtype), device, quant)
+    model.resize_token_embeddings(prepare_tokenizer(tokenizer, config))
+    return DrafterBackend(model, tokenizer, device, event_image_processor(model.config, path, path.parent))
 
 
 def load_drafter(path, dtype: str = "float32", quant: str = "none", device: str = "cpu", name: str = "drafter") -> Backend:
@@ -86,8 +92,7 @@ def load_drafter(path, dtype: str = "float32", quant: str = "none", device: str 
     config = read_model_config(path, (MODEL_TYPE, "llava"))
     tokenizer = load_tokenizer(path)
     if config["model_type"] == MODEL_TYPE:
-        check_event_markers(path, config, tokenizer)
-        return DrafterBackend(load_eventgpt(path, torch_dtype(dtype), device, quant), tokenizer, device)
+        return load_eventgpt_drafter(path, config, tokenizer, dtype, quant, device)
     model = load_model(LlavaForConditionalGeneration, path, dtype, quant, device)
     try:
         processor = CLIPImageProcessorPil.from_pretrained(path, local_files_only=True)

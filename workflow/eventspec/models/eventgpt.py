@@ -20,9 +20,13 @@ Checkpoint compatibility. EventGPT's checkpoint is a ``LlamaForCausalLM`` whose 
 names. transformers v5 dropped ``CLIPVisionModel``'s ``vision_model.`` level; a registered key renaming adds it
 back on save and strips it on load, so the files we write keep EventGPT's layout.
 
-Prompts are built as EventGPT builds them: the Vicuna v1 template (``conv_eventgpt_v1``) with ``<event>`` in the
-user turn, tokenized chunk by chunk around ``<event>`` with EVENT_TOKEN_INDEX (-200) spliced in between
-(``tokenizer_event_token``); the tokenizer never sees ``<event>`` and needs no entry for it.
+Inputs are built as EventGPT's inference builds them (``inference.py``, ``common/common.py``,
+``dataset/conversation.py``): the Vicuna v1 template (``conv_eventgpt_v1``) with ``<ev_start><event><ev_end>``, a
+newline and the question as the user turn, tokenized chunk by chunk around ``<event>`` with EVENT_TOKEN_INDEX (-200)
+spliced in between (``tokenizer_event_token``; the tokenizer never sees ``<event>``); the tokenizer gains
+``<ev_patch>`` (unless ``mm_use_im_patch_token`` is false) and, with ``mm_use_im_start_end``, the two markers as
+tokens, and the embeddings are resized to it (``prepare_tokenizer``); each event image (``eventspec.event_images``,
+cut back to its own canvas) goes through the CLIP tower's own image processor (``event_image_processor``).
 
 Differences from the original, on purpose: the visual tokens are merged the transformers-v5 Llava way instead of
 splicing embeddings into a re-padded batch: ``expand_event_placeholder`` turns the one placeholder id into one
@@ -33,7 +37,6 @@ CLIP architecture is stored in ``config.vision_config`` so a checkpoint never ne
 
 import json
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +61,8 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from transformers.models.llama.modeling_llama import LlamaModel, LlamaPreTrainedModel
 from transformers.utils.generic import can_return_tuple
 
-from .loading import ModelLoadError, device_placement, quantization_config
+from ..event_images import event_canvas
+from .loading import ModelLoadError, device_placement, looks_like_repo_id, quantization_config
 
 MODEL_TYPE = "EventChat_llama"
 """``model_type`` of EventGPT's ``EventChatConfig``."""
@@ -66,6 +70,7 @@ MODEL_TYPE = "EventChat_llama"
 EVENT_TOKEN = "<event>"
 EV_START_TOKEN = "<ev_start>"
 EV_END_TOKEN = "<ev_end>"
+EV_PATCH_TOKEN = "<ev_patch>"
 EVENT_TOKEN_INDEX = -200
 """EventGPT's ``EVENT_TOKEN_INDEX``: an id outside the vocabulary, used when the tokenizer has no event token."""
 
@@ -99,11 +104,22 @@ def _has_weights(directory: Path) -> bool:
     return any((directory / name).is_file() for name in WEIGHT_FILES)
 
 
-def _local_clip_dir(mm_visual_tower: str | None, *search_roots: Path) -> Path | None:
-    """The local directory ``mm_visual_tower`` names, if any. Hub ids are never resolved: nothing is downloaded.
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The Hugging Face cache's snapshot of ``repo_id`` (``HF_HUB_CACHE`` / ``HF_HOME``), if it holds one."""
+    from huggingface_hub import snapshot_download
 
-    EventGPT's config stores the path it was trained with (relative, or a hub id); we try it as given, then
-    relative to ``search_roots`` (a checkpoint directory and its parent, EventGPT's ``checkpoints/`` layout).
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError), or a cache this machine cannot read
+        return None
+
+
+def clip_tower_dir(mm_visual_tower: str | None, *search_roots: Path) -> Path | None:
+    """The directory of the CLIP model ``mm_visual_tower`` names, if it is here. Nothing is downloaded.
+
+    EventGPT's config stores what its ``from_pretrained`` was given: a path (relative or absolute) or a hub id
+    (``openai/clip-vit-large-patch14-336``). We try it as a directory as given and relative to ``search_roots`` (a
+    checkpoint directory and its parent, EventGPT's ``checkpoints/`` layout), then as a hub id in the local cache.
     """
     if not mm_visual_tower:
         return None
@@ -111,6 +127,8 @@ def _local_clip_dir(mm_visual_tower: str | None, *search_roots: Path) -> Path | 
     for candidate in candidates:
         if (candidate / "config.json").is_file():
             return candidate
+    if looks_like_repo_id(mm_visual_tower) and (snapshot := _cached_snapshot(mm_visual_tower)) is not None:
+        return snapshot if (snapshot / "config.json").is_file() else None
     return None
 
 
@@ -119,13 +137,17 @@ class EventGPTConfig(LlamaConfig):
     r"""EventGPT's flat config: every Llama (Vicuna) field at the top level, plus
 
     mm_visual_tower (`str`, *optional*):
-        EventGPT's key: path of the CLIP vision model the tower was initialised from. Only read when
-        ``vision_config`` is absent (an original EventGPT config.json) and it names a local directory.
+        EventGPT's key: the CLIP vision model the tower was initialised from, a path or a hub id. Its architecture is
+        read when ``vision_config`` is absent (an original EventGPT config.json), its image processor always, when
+        it is a local directory or in the local Hugging Face cache (``clip_tower_dir``).
     event_feature_adaptor (`bool`, defaults to `True`):
-        EventGPT's key: whether the model has the ``feature_adaptor`` linear layer.
+        EventGPT's key. EventGPT builds the ``feature_adaptor`` whenever its config has this key, whatever its value,
+        and its inference always applies it, so the value changes nothing here: the adaptor is always built.
     mm_use_im_start_end (`bool`, defaults to `False`):
-        EventGPT's (LLaVA's) key: whether the placeholder is wrapped in ``<ev_start>``/``<ev_end>`` tokens, which the
-        tokenizer must then hold. False in the released EventGPT-7B.
+        EventGPT's (LLaVA's) key: whether ``<ev_start>``/``<ev_end>`` are added to the tokenizer as tokens. The
+        prompt holds them either way (as text when they are not tokens). False in the released EventGPT-7B.
+    mm_use_im_patch_token (`bool`, defaults to `True`):
+        EventGPT's key: whether ``<ev_patch>`` is added to the tokenizer (missing counts as true, as there).
     vision_config (`CLIPVisionConfig` or `dict`, *optional*):
         Architecture of the CLIP tower; ViT-L/14-336 when neither it nor a local ``mm_visual_tower`` is given.
     event_token_index (`int`, defaults to -200):
@@ -142,12 +164,13 @@ class EventGPTConfig(LlamaConfig):
     mm_visual_tower: str | None = None
     event_feature_adaptor: bool = True
     mm_use_im_start_end: bool = False
+    mm_use_im_patch_token: bool = True
     vision_config: dict | CLIPVisionConfig | None = None
     event_token_index: int = EVENT_TOKEN_INDEX
     num_event_chunks: int = 5
 
     def __post_init__(self, **kwargs):
-        if self.vision_config is None and (clip_dir := _local_clip_dir(self.mm_visual_tower)) is not None:
+        if self.vision_config is None and (clip_dir := clip_tower_dir(self.mm_visual_tower)) is not None:
             self.vision_config = CLIPVisionConfig.from_pretrained(clip_dir)
         super().__post_init__(**kwargs)
 
@@ -165,15 +188,28 @@ VICUNA_V1_SEP = " "
 (after assistant turns, so not in a generation prompt)."""
 
 
-def build_prompt(question: str, config: EventGPTConfig, system: str = VICUNA_V1_SYSTEM) -> str:
-    """EventGPT's generation prompt: one ``<event>`` then a newline and the question as the user turn.
-
-    ``<ev_start>``/``<ev_end>`` wrap the placeholder only when ``config.mm_use_im_start_end`` asks for them. The
-    text has no BOS (Llama tokenizers add it) and one ``<event>``: ``tokenizer_event_token`` turns it into ids.
+def build_prompt(question: str, system: str = VICUNA_V1_SYSTEM) -> str:
+    """EventGPT's generation prompt (``prepare_event_prompt``): ``<ev_start><event><ev_end>``, a newline and the
+    question as the user turn, whatever the config says (``mm_use_im_start_end`` only decides whether the markers
+    are tokens, ``prepare_tokenizer``). No BOS (Llama tokenizers add it); ``tokenizer_event_token`` turns the one
+    ``<event>`` into the placeholder id.
     """
-    event = f"{EV_START_TOKEN}{EVENT_TOKEN}{EV_END_TOKEN}" if config.mm_use_im_start_end else EVENT_TOKEN
     user, assistant = VICUNA_V1_ROLES
+    event = f"{EV_START_TOKEN}{EVENT_TOKEN}{EV_END_TOKEN}"
     return f"{system}{VICUNA_V1_SEP}{user}: {event}\n{question}{VICUNA_V1_SEP}{assistant}:"
+
+
+def prepare_tokenizer(tokenizer, config: dict) -> int:
+    """Add the tokens EventGPT's inference adds to its tokenizer; return the vocabulary size to resize to.
+
+    ``<ev_patch>`` unless ``mm_use_im_patch_token`` is false (missing counts as true), ``<ev_start>``/``<ev_end>``
+    when ``mm_use_im_start_end`` is true; all special. EventGPT then resizes the embeddings to ``len(tokenizer)``.
+    """
+    if config.get("mm_use_im_patch_token", True):
+        tokenizer.add_tokens([EV_PATCH_TOKEN], special_tokens=True)
+    if config.get("mm_use_im_start_end", False):
+        tokenizer.add_tokens([EV_START_TOKEN, EV_END_TOKEN], special_tokens=True)
+    return len(tokenizer)
 
 
 def tokenizer_event_token(prompt: str, tokenizer, placeholder_id: int = EVENT_TOKEN_INDEX) -> list[int]:
@@ -205,20 +241,33 @@ def expand_event_placeholder(ids: list[int], config: EventGPTConfig, placeholder
 
 def event_prompt_ids(question: str, config: EventGPTConfig, tokenizer) -> list[int]:
     """The ids EventGPT's model reads for ``question``: template, placeholder spliced in, then expanded."""
-    return expand_event_placeholder(tokenizer_event_token(build_prompt(question, config), tokenizer), config)
+    return expand_event_placeholder(tokenizer_event_token(build_prompt(question), tokenizer), config)
 
 
-@lru_cache(maxsize=8)
-def _clip_processor(size: int) -> CLIPImageProcessorPil:
-    # The PIL backend resizes like the v4 CLIPImageProcessor EventGPT used (bicubic, shortest edge, centre crop).
+def default_clip_processor(size: int) -> CLIPImageProcessorPil:
+    """``openai/clip-vit-large-patch14-336``'s preprocessing at ``size``: shortest edge to ``size`` (bicubic),
+    centre crop, rescale to [0, 1], OpenAI CLIP mean and std. The PIL backend resizes like the v4
+    ``CLIPImageProcessor`` EventGPT used."""
     return CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
 
 
-def event_pixel_values(event_images_uint8: np.ndarray, config: EventGPTConfig) -> torch.Tensor:
+def event_image_processor(config: EventGPTConfig, *search_roots: Path) -> CLIPImageProcessorPil:
+    """The image processor of the CLIP tower ``mm_visual_tower`` names (as EventGPT loads it), when its directory or
+    cached snapshot is here with a ``preprocessor_config.json``; else ``default_clip_processor`` at the tower's size."""
+    clip_dir = clip_tower_dir(config.mm_visual_tower, *search_roots)
+    if clip_dir is not None and (clip_dir / "preprocessor_config.json").is_file():
+        return CLIPImageProcessorPil.from_pretrained(clip_dir, local_files_only=True)
+    return default_clip_processor(config.vision_config.image_size)
+
+
+def event_pixel_values(
+    event_images_uint8: np.ndarray, config: EventGPTConfig, processor: CLIPImageProcessorPil | None = None
+) -> torch.Tensor:
     """``[B, n_chunks, H, W, 3]`` uint8 event images -> ``[B, n_chunks, 3, S, S]`` float32 CLIP input.
 
-    Same preprocessing as EventGPT's ``event_processor``: shortest edge to S (bicubic), centre crop S x S,
-    rescale to [0, 1], normalise with the OpenAI CLIP mean and std.
+    Each stored image is cut back to its own canvas (``event_canvas``) and goes through ``processor`` (default:
+    ``event_image_processor(config)``), as EventGPT's ``process_event_data`` feeds each chunk image to its tower's
+    processor.
     """
     images = np.asarray(event_images_uint8)
     if images.ndim != 5 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -230,11 +279,11 @@ def event_pixel_values(event_images_uint8: np.ndarray, config: EventGPTConfig) -
             f"got {images.shape[1]} event chunks per sample, the model expects config.num_event_chunks="
             f"{config.num_event_chunks}"
         )
-    size = config.vision_config.image_size
+    processor = processor or event_image_processor(config)
     batch, chunks = images.shape[:2]
-    flat = list(images.reshape(batch * chunks, *images.shape[2:]))
-    pixels = _clip_processor(size)(images=flat, return_tensors="pt")["pixel_values"]
-    return pixels.reshape(batch, chunks, 3, size, size).float()
+    flat = [event_canvas(image) for image in images.reshape(batch * chunks, *images.shape[2:])]
+    pixels = processor(images=flat, return_tensors="pt", input_data_format="channels_last")["pixel_values"]
+    return pixels.reshape(batch, chunks, *pixels.shape[1:]).float()
 
 
 def spatio_temporal_aggregate(features: torch.Tensor) -> torch.Tensor:
@@ -297,7 +346,7 @@ class EventGPTModel(EventGPTPreTrainedModel, LlamaModel):
         super().__init__(config)
         self.visual_tower = EventGPTVisualTower(config.vision_config)
         self.visual_projector = EventGPTProjector(config.vision_config.hidden_size, config.hidden_size)
-        self.feature_adaptor = EventGPTFeatureAdaptor(config.hidden_size) if config.event_feature_adaptor else None
+        self.feature_adaptor = EventGPTFeatureAdaptor(config.hidden_size)
         self.post_init()
 
     def get_event_features(self, event_pixel_values: torch.Tensor) -> torch.Tensor:
@@ -308,9 +357,7 @@ class EventGPTModel(EventGPTPreTrainedModel, LlamaModel):
             )
         batch, chunks = event_pixel_values.shape[:2]
         patches = self.visual_tower(event_pixel_values.flatten(0, 1))
-        features = self.visual_projector(patches)
-        if self.feature_adaptor is not None:
-            features = self.feature_adaptor(features)
+        features = self.feature_adaptor(self.visual_projector(patches))
         return spatio_temporal_aggregate(features.unflatten(0, (batch, chunks)))
 
     def merge_event_features(
@@ -509,6 +556,7 @@ def tiny_eventgpt_config(
         vision_config=vision,
         event_token_index=event_token_index,
         num_event_chunks=n_chunks,
+        mm_use_im_patch_token=False,  # the toy's word-level vocabulary gets no <ev_patch>
     )
 
 
@@ -523,7 +571,7 @@ def load_eventgpt(
     Raises ``ModelLoadError`` naming the path when the directory, its config.json or its weights are missing,
     when it is another architecture, or when its weights do not match EventGPT's layout. ``quant`` is
     ``none``, ``4bit`` or ``8bit`` (bitsandbytes). CLIP weights
-    missing from the checkpoint are read from the local directory ``mm_visual_tower`` names, if there is one.
+    missing from the checkpoint are read from the CLIP model ``mm_visual_tower`` names (``clip_tower_dir``).
     """
     path = Path(path)
     if not path.is_dir():
@@ -541,7 +589,7 @@ def load_eventgpt(
         raise ModelLoadError(f"{path} has no weights; expected one of {', '.join(WEIGHT_FILES)}")
 
     config = EventGPTConfig.from_pretrained(path)
-    clip_dir = _local_clip_dir(config.mm_visual_tower, path, path.parent)
+    clip_dir = clip_tower_dir(config.mm_visual_tower, path, path.parent)
     if "vision_config" not in raw and clip_dir is not None:
         config.vision_config = CLIPVisionConfig.from_pretrained(clip_dir)
     # Mismatched shapes are collected (not raised) so the error below can name them with the path.

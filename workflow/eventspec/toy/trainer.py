@@ -110,9 +110,9 @@ def patch_labels(maps: torch.Tensor, attributes: torch.Tensor, grid: int, per_fr
 
 def corpus(split: ToySplit) -> list[str]:
     """Every text the toy models read or write (prompts use the Vicuna and Video-LLaVA templates)."""
-    from ..models.eventgpt import VICUNA_V1_SYSTEM
+    from ..models.eventgpt import EVENT_TOKEN, build_prompt
 
-    texts = [VERIFIER_PROMPT, VICUNA_V1_SYSTEM, "USER: ASSISTANT:"]
+    texts = [VERIFIER_PROMPT, *build_prompt("").split(EVENT_TOKEN)]
     texts += [q["text"] for q in split.questions]
     texts += sorted(set(split.answers.ravel().tolist()))
     return texts
