@@ -59,7 +59,9 @@ def tiny_models(tiny_world, tmp_path_factory):
     frames, events = (ToySplit.read(stores["train"][0], m) for m in ("frames", "event_images"))
     tokenizer = build_word_tokenizer(corpus(frames))
     out = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
+    # A seed whose random verifier varies its greedy tokens on the test windows (seed 0 repeats one token under the
+    # current toy vocabulary): the EOS, tie and partial-acceptance tests need distinct tokens to place things on.
+    torch.manual_seed(3)
     size = cfg["toy_models"]["image_size"]
     verifier = tiny_verifier(tokenizer, cfg["toy_models"], size, frames.images.shape[1])
     verifier.save_pretrained(out / "verifier")

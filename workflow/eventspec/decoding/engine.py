@@ -113,8 +113,12 @@ def logit_margin(logits: torch.Tensor, token: int) -> float:
     return float((top - logits[token]) / top.abs().clamp(min=1.0))
 
 
-def runner_up(logits: torch.Tensor) -> int:
-    return int(logits.topk(2).indices[1])
+def runner_up(logits: torch.Tensor, token: int) -> int:
+    """The best token other than the emitted ``token``: at an exact tie, the other tied token (``topk``'s order
+    among equal logits is unspecified, so its second index can be the emitted token itself)."""
+    others = logits.clone()
+    others[token] = float("-inf")
+    return int(others.argmax())
 
 
 @torch.no_grad()
@@ -133,7 +137,7 @@ def baseline_generate(verifier: Backend, inputs: PrefillInputs, max_new_tokens: 
         result.rounds.append(Round(0, 0, 0.0, now(device) - t))
     result.total_s = now(device) - t0
     # after timing (not the baseline's work): what a tie at each position would have been between
-    result.runner_up = [runner_up(logits) for logits in track.logits]
+    result.runner_up = [runner_up(logits, token) for logits, token in zip(track.logits, result.tokens)]
     result.margins = [logit_margin(logits, r) for logits, r in zip(track.logits, result.runner_up)]
     return result
 
