@@ -48,7 +48,8 @@ def test_an_unknown_figure_fails_naming_the_known_ones():
 
 
 def test_render_draws_the_modules_size(tmp_path):
-    frames = {"frames": [8, 16], "configs": {"vl_baseline": {"speedup": [1.0, 1.0]}, "L4+VL": {"speedup": [0.9, 1.1]}},
+    frames = {"frames": [8, 16], "strongest_peer": ["vl_baseline", "vl_baseline"],
+              "configs": {"vl_baseline": {"speedup_vs_peer": [1.0, 1.0]}, "L4+VL": {"speedup_vs_peer": [0.9, 1.1]}},
               "verifier_prefill_s_median": [0.007, 0.012]}
     (tmp_path / "frames_summary.json").write_text(json.dumps(frames))
     draw(tmp_path, "benchmark_frames", tmp_path / "frames_summary.json")
