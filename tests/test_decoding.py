@@ -61,7 +61,7 @@ def run(pair, samples, i, max_new=MAX_NEW, source=None, gamma=0, propose=None, k
     job.propose, job.k_max, job.feed_own = propose, k_max, feed_own
     uses_drafter = propose is not None or (source is not None and source.uses_drafter)
     runner = InProcessDrafter(drafter, adapters or {}, verifier.lm_head) if uses_drafter else None
-    return speculative_generate(verifier, inputs, max_new, source, gamma, runner, job if runner else None, drafter,
+    return speculative_generate(verifier, inputs, max_new, source, gamma, runner, job if runner else None,
                                 step)
 
 
@@ -254,13 +254,13 @@ def test_worker_process_gives_the_same_tokens(pair, samples, tiny_models):
         for k_max in (0, 6):
             job.propose, job.k_max = "L4", k_max
             source = HeadDrafter(OracleHead(table, uses=("drafter",)), verifier)
-            gen = speculative_generate(verifier, inputs, MAX_NEW, source, 3, worker, job, drafter)
+            gen = speculative_generate(verifier, inputs, MAX_NEW, source, 3, worker, job)
             assert gen.tokens == ref.tokens
             assert gen.early_drafts <= k_max and gen.drafter_prefill_s > 0
         with pytest.raises(AttributeError):  # the verifier prefill fails; the job is collected anyway ...
-            speculative_generate(verifier, None, MAX_NEW, source, 3, worker, job, drafter)
+            speculative_generate(verifier, None, MAX_NEW, source, 3, worker, job)
         assert not worker.conn.poll(1.0)  # no stale reply left in the pipe
-        gen = speculative_generate(verifier, inputs, MAX_NEW, source, 3, worker, job, drafter)
+        gen = speculative_generate(verifier, inputs, MAX_NEW, source, 3, worker, job)
         assert gen.tokens == ref.tokens  # ... so the next reply belongs to the next job
         assert worker.process.is_alive()
     assert not worker.process.is_alive()

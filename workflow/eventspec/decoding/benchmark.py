@@ -161,13 +161,13 @@ class Runner:
         self.roles = {name: role(c, self.heads) for name, c in self.configs.items()}
         self.threads = {name: main_threads(c, bench, uses_drafter[name] and bench["concurrent"])
                         for name, c in self.configs.items()}
-        self.drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"]) \
-            if any(uses_drafter.values()) else None
+        runs_drafter_here = any(uses_drafter.values()) and not bench["concurrent"]  # else only the worker holds it
+        self.drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"]) if runs_drafter_here else None
         prefill_adapters = sorted({c["prefill_adapter"] for c in self.configs.values() if c.get("prefill_adapter")})
         self.steps: dict[bool, StaticStep] = {}
         self.width_times: dict[str, dict[int, list[float]]] = {}  # baseline -> verify width -> seconds per sample
         self.worker = None
-        if self.drafter is not None:
+        if any(uses_drafter.values()):
             adapters = {name: adapter_dir(self.results, name) for name in prefill_adapters}
             if bench["concurrent"]:
                 self.worker = DrafterWorker(md["path"], adapters, self.verifier.lm_head.weight, md["dtype"],
@@ -210,7 +210,8 @@ class Runner:
                                eos=self.verifier.eos_token_id)
         elif kind == "token_sd":
             source = TokenDrafter()
-            job = DraftJob(events, question, "token", c["prefill_drafts"], eos=self.verifier.eos_token_id)
+            job = DraftJob(events, question, "token", c["prefill_drafts"], eos=self.verifier.eos_token_id,
+                           vocab=self.verifier.tokenizer.vocab_size)
         else:
             if c.get("decode_adapter"):
                 source = HeadDrafter(self.heads[c["decode_adapter"]], self.verifier, c["adaptive"], c["compile"])
@@ -219,8 +220,7 @@ class Runner:
                                c["prefill_drafts"] if c.get("prefill_adapter") else 0, c["feed_own"],
                                return_state=source is not None and source.uses_drafter, eos=self.verifier.eos_token_id)
         worker = self.worker if job is not None else None
-        return speculative_generate(self.verifier, inputs, max_new, source, c.get("gamma", 0), worker, job,
-                                    self.drafter, step)
+        return speculative_generate(self.verifier, inputs, max_new, source, c.get("gamma", 0), worker, job, step=step)
 
     def run_pair(self, names: list[str], frames, events, question: str, max_new: int,
                  repeats: int) -> dict[str, list[Generated]]:

@@ -5,8 +5,12 @@ enough for one pipe write; float pixel values are 5x larger and cost several
 process switches on a loaded machine): the drafter preprocesses and prefills
 its prompt (vision included), then drafts (``propose`` = prefill adapter or its own tokens) until the
 verifier's prefill ends (the ``stop`` event) or ``k_max`` drafts exist. The
-result carries the drafts, the time it took and the drafter's cache and
-history, so the main process continues with the same drafter state.
+result carries the drafts, the time it took and, where decode-phase drafting
+reads the drafter, a ``DrafterStates`` over its track: the track itself
+in-process; in the worker the track (KV cache included) stays resident on the
+drafter's device, and the main process gets its answer-position states (a few
+KB) and asks for new ones per round (``drafter_states``). The main process
+then needs no drafter of its own.
 
 On one CPU the worker gets its own thread budget (a core of its own); a
 second Python *thread* is no substitute (measured on a GPU: 3-4x slower,
@@ -24,8 +28,11 @@ import numpy as np
 import torch
 
 from .clock import now
-from .drafting import draft_while, propose_from_adapter, propose_own_token
-from .track import Track, pack, prefill, unpack
+from .drafter_states import (
+    DrafterStates, LocalDrafterStates, PipeEnd, StatesRequest, Transfer, WorkerDrafterStates, serve_states, to_numpy,
+)
+from .drafting import draft_while, draftable_vocab, propose_from_adapter, propose_own_token
+from .track import Track, prefill
 
 
 @dataclass
@@ -35,8 +42,9 @@ class DraftJob:
     propose: str | torch.nn.Module | None = None  # None (prefill only), "token", a prefill adapter's name or module
     k_max: int = 0
     feed_own: bool = False
-    return_state: bool = True  # send the drafter's cache and history back (decode-phase drafting needs them)
+    return_state: bool = True  # keep the drafter's track for decode-phase drafting (``EarlyDrafts.states``)
     eos: int | None = None  # the verifier's EOS: no drafts past it
+    vocab: int | None = None  # the verifier's base vocabulary: the drafter's own tokens stay inside it
 
 
 @dataclass
@@ -48,18 +56,18 @@ class EarlyDrafts:
     draft_s: float  # drafting after its prefill
     started_at: float = 0.0  # time.perf_counter() (CLOCK_MONOTONIC, shared by processes) when the job began
     done_at: float = 0.0  # ... when its drafts were ready
-    state: dict | None = field(repr=False, default=None)  # the drafter's track, ``track.pack``-ed
-
-    def track(self, backend) -> Track:
-        return unpack(backend, self.state)
+    states: DrafterStates | None = field(repr=False, default=None)  # the drafter's track (``return_state``)
+    transfer: Transfer = field(default_factory=Transfer)  # bytes moved for drafting this pair (grows per round)
 
 
 class WorkerError(RuntimeError):
     """The drafter worker failed; the message carries its traceback."""
 
 
-def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tuple[EarlyDrafts, Track]:
+def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tuple[EarlyDrafts, Track, int]:
+    """Prefill the drafter and draft; return the drafts, its track and the vocabulary its own tokens keep to."""
     t0 = now(drafter.device)
+    vocab = draftable_vocab(drafter, job.vocab)
     track = prefill(drafter, drafter.prepare(job.event_images, [job.question]))
     t1 = now(drafter.device)
     if job.propose is None:
@@ -68,19 +76,15 @@ def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tup
         module = isinstance(job.propose, torch.nn.Module)
         adapter = _beside(job.propose, lm_head) if module else adapters.get(job.propose)
         if job.propose == "token":
-            propose = propose_own_token
+            def propose(track):
+                return propose_own_token(track, vocab)
         elif adapter is None:
             raise KeyError(f"prefill adapter {job.propose!r} not loaded in the drafter worker")
         else:
             propose = propose_from_adapter(adapter, lm_head)
         drafts = draft_while(track, propose, job.k_max, should_stop, job.feed_own, job.eos)
     t2 = now(drafter.device)
-    return EarlyDrafts(drafts, t1 - t0, t2 - t1, t0, t2), track
-
-
-def _with_state(early: EarlyDrafts, track: Track) -> EarlyDrafts:
-    early.state = pack(track)
-    return early
+    return EarlyDrafts(drafts, t1 - t0, t2 - t1, t0, t2), track, vocab
 
 
 class InProcessDrafter:
@@ -94,34 +98,61 @@ class InProcessDrafter:
         self.job = job
 
     def finish(self) -> EarlyDrafts:
-        early, track = run_job(self.drafter, self.adapters, self.lm_head, self.job, lambda: False)
-        return _with_state(early, track) if self.job.return_state else early
+        early, track, vocab = run_job(self.drafter, self.adapters, self.lm_head, self.job, lambda: False)
+        if self.job.return_state:
+            early.states = LocalDrafterStates(track, vocab, early.transfer)
+        return early
+
+
+def lm_head_on(weight: torch.Tensor, device) -> torch.nn.Linear:
+    """A bias-free LM head holding ``weight`` on ``device``, in its dtype (built on the meta device: no
+    throwaway float32 matrix first)."""
+    lm_head = torch.nn.Linear(*weight.shape[::-1], bias=False, device="meta")
+    lm_head.weight = torch.nn.Parameter(weight.to(device), requires_grad=False)
+    return lm_head
+
+
+def _early_reply(early: EarlyDrafts, track: Track, job: DraftJob) -> tuple:
+    """The worker's reply to a job: its drafts and, with ``return_state``, what the main process mirrors of the
+    resident track (the ids it read and its states: [1 + read, D], small; never its KV cache)."""
+    mirror = (list(track.read), to_numpy(torch.stack(track.hidden))) if job.return_state else None
+    moved = mirror[1][0].nbytes if mirror is not None and track.backend.device.type != "cpu" else 0
+    return early, mirror, moved
 
 
 def _serve(conn, stop, spec: dict) -> None:
-    """Worker main: load the drafter and adapters once, then run jobs until told to stop or the pipe closes."""
+    """Worker main: load the drafter and adapters once, then run jobs and the decode-phase requests on the last
+    job's track (``StatesRequest``) until told to stop or the pipe closes."""
+    conn = PipeEnd(conn)
     try:
         torch.set_num_threads(spec["threads"])
         from ..models.drafter import load_drafter
 
         drafter = load_drafter(spec["drafter_path"], spec["dtype"], spec["quant"], spec["device"])
-        lm_head = torch.nn.Linear(*spec["lm_head"].shape[::-1], bias=False)
-        lm_head.weight.data = spec["lm_head"].to(spec["device"])
+        lm_head = lm_head_on(spec["lm_head"], drafter.device)
         adapters = {name: adapter_beside(a, lm_head) for name, a in spec["adapters"].items()}
         conn.send("ready")
     except Exception:  # noqa: BLE001 - reported to the main process
         conn.send(WorkerError(traceback.format_exc()))
         return
+    resident: tuple[Track, int] | None = None  # the last job's track and the vocabulary its own tokens keep to
     while True:
         try:
-            job = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             return
-        if job is None:
+        if message is None:
             return
         try:
-            early, track = run_job(drafter, adapters, lm_head, job, stop.is_set)
-            conn.send(_with_state(early, track) if job.return_state else early)
+            if isinstance(message, StatesRequest):
+                if resident is None:
+                    raise RuntimeError("a drafter states request before any job that keeps the drafter's state")
+                conn.send(serve_states(*resident, message))
+                continue
+            resident = None  # the previous pair's cache is freed before this one's prefill
+            early, track, vocab = run_job(drafter, adapters, lm_head, message, stop.is_set)
+            resident = (track, vocab) if message.return_state else None
+            conn.send(_early_reply(early, track, message))
         except (BrokenPipeError, OSError):
             return
         except Exception:  # noqa: BLE001
@@ -150,7 +181,8 @@ class DrafterWorker:
                  device="cpu", threads: int = 1):
         ctx = mp.get_context("spawn")
         self.stop = ctx.Event()
-        self.conn, child = ctx.Pipe()
+        conn, child = ctx.Pipe()
+        self.conn = PipeEnd(conn)  # counts the bytes between the processes
         spec = {"drafter_path": str(drafter_path), "adapters": adapters, "lm_head": lm_head_weight.detach().cpu(),
                 "dtype": dtype, "quant": quant, "device": device, "threads": threads}
         self.process = ctx.Process(target=_serve, args=(child, self.stop, spec), daemon=True, name="eventspec-drafter")
@@ -174,10 +206,20 @@ class DrafterWorker:
 
     def start(self, job: DraftJob) -> None:
         self.stop.clear()
+        self.sent_at = self.conn.bytes
         self.conn.send(job)
 
     def finish(self) -> EarlyDrafts:
         self.stop.set()
+        early, mirror, moved = self._receive()
+        early.transfer = Transfer(self.conn.bytes - self.sent_at, moved)
+        if mirror is not None:
+            early.states = WorkerDrafterStates(self, *mirror, early.transfer)
+        return early
+
+    def request(self, request: StatesRequest) -> tuple:
+        """One decode-phase request on the resident track (``WorkerDrafterStates``)."""
+        self.conn.send(request)
         return self._receive()
 
     def close(self) -> None:

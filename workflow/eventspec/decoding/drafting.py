@@ -3,7 +3,8 @@
 - ``propose_from_adapter``: drafter hidden -> prefill adapter (L1-L4) -> the
   verifier's LM head -> token (prefill hiding);
 - ``propose_own_token``: the drafter's own greedy token (token-level SD, the
-  seeds' failed baseline);
+  seeds' failed baseline), never an id outside the shared vocabulary
+  (EventGPT's ``<ev_patch>`` = 32000 is Video-LLaVA's ``<image>``);
 - ``HeadDrafter``: a decode head (L5 / L5F / B1, EAGLE-style) predicting the
   verifier's next hidden state from its known states, token embeddings and the
   drafter's states; its own predictions stand in for unknown verifier states
@@ -20,7 +21,9 @@ Devices: an adapter or head sits beside the verifier LM head it feeds, in the
 verifier's dtype (``load_adapter(..., device, dtype)``); the drafter may run on
 another device (two GPUs: drafter cuda:1, verifier cuda:0). Drafter states
 reach the head's device once per round (``HeadDrafter``: the synced history
-in one copy, then each new state once), so no call mixes devices.
+in one copy, then each new state once), so no call mixes devices. Decode-phase
+sources read the drafter through ``drafter_states.DrafterStates`` (its track
+in this process, or resident in the drafter worker).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Callable
 
 import torch
 
-from .track import Track, forward, sync
+from .track import Track, forward
 
 
 def _float_tensor(module: torch.nn.Module) -> torch.Tensor | None:
@@ -68,8 +71,17 @@ def propose_from_adapter(adapter: torch.nn.Module, lm_head: torch.nn.Module) -> 
     return propose
 
 
-def propose_own_token(drafter: Track) -> int:
-    return greedy_token(drafter.last_logits())
+def draftable_vocab(drafter, verifier_vocab: int | None = None) -> int:
+    """How many ids the drafter may propose as its own tokens: its tokenizer's base vocabulary (tokens added on
+    top, like EventGPT's ``<ev_patch>``, left out), within the verifier's base vocabulary where given."""
+    own = drafter.tokenizer.vocab_size
+    return own if verifier_vocab is None else min(own, verifier_vocab)
+
+
+def propose_own_token(drafter: Track, vocab: int | None = None) -> int:
+    """The drafter's greedy token among its first ``vocab`` ids (default ``draftable_vocab``)."""
+    vocab = draftable_vocab(drafter.backend) if vocab is None else vocab
+    return greedy_token(drafter.last_logits()[:vocab])
 
 
 @torch.no_grad()
@@ -98,11 +110,10 @@ class TokenDrafter:
     uses_drafter = True
 
     def __init__(self):
-        self.drafter: Track | None = None
+        self.drafter = None  # a drafter_states.DrafterStates
 
     def draft(self, verifier: Track, answer: list[int], k: int) -> list[int]:
-        sync(self.drafter, answer)
-        return draft_while(self.drafter, propose_own_token, k, lambda: False, eos=self.drafter.backend.eos_token_id)
+        return self.drafter.own_drafts(answer, k)
 
 
 class HeadDrafter:
@@ -118,7 +129,7 @@ class HeadDrafter:
         self.eos = verifier_backend.eos_token_id
         self.adaptive = adaptive
         self.uses_drafter = "drafter" in head.uses
-        self.drafter: Track | None = None
+        self.drafter = None  # a drafter_states.DrafterStates
 
     def _inputs(self, verifier_hidden: list[torch.Tensor], drafter_hidden: torch.Tensor | None,
                 tokens: list[int]) -> dict:
@@ -146,8 +157,8 @@ class HeadDrafter:
         tokens = list(answer)
         drafter_hidden = None
         if self.uses_drafter:
-            sync(self.drafter, answer)
-            drafter_hidden = on_module(self.drafter.hidden[1:], self.head)  # once per round
+            self.drafter.sync(answer)
+            drafter_hidden = self.drafter.hidden_on(self.head, 1)  # once per round
         drafts: list[int] = []
         while len(drafts) < k:
             predicted, logits = self.predict(self._inputs(known, drafter_hidden, tokens))
@@ -159,6 +170,6 @@ class HeadDrafter:
             known.append(predicted.to(known[0].dtype))
             tokens.append(drafts[-1])
             if self.uses_drafter:
-                forward(self.drafter, [drafts[-1]], logits=False)
-                drafter_hidden = torch.cat([drafter_hidden, on_module(self.drafter.hidden[-1:], self.head)])
+                self.drafter.read([drafts[-1]])
+                drafter_hidden = torch.cat([drafter_hidden, self.drafter.hidden_on(self.head, -1)])
         return drafts

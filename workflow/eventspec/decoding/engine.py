@@ -70,6 +70,8 @@ class Generated:
     wait_s: float = 0.0  # waiting for the drafter after the verifier's prefill ended
     drafter_start_s: float = 0.0  # from the start to the drafter beginning its job (process wake-up, transfer)
     drafter_return_s: float = 0.0  # from its drafts being ready to the main process holding them
+    bytes_between_processes: int = 0  # drafting's traffic with the drafter worker (drafter_states.Transfer)
+    bytes_host_device: int = 0  # drafting's copies between host and device (drafter_states.Transfer)
 
     @property
     def decode_s(self) -> float:
@@ -145,7 +147,7 @@ def baseline_generate(verifier: Backend, inputs: PrefillInputs, max_new_tokens: 
 @torch.no_grad()
 def speculative_generate(
     verifier: Backend, inputs: PrefillInputs, max_new_tokens: int, source=None, gamma: int = 0,
-    drafter=None, job=None, drafter_backend: Backend | None = None, step: StaticStep | None = None,
+    drafter=None, job=None, step: StaticStep | None = None,
 ) -> Generated:
     """Greedy decoding with drafts: from the drafter during the verifier's prefill (``drafter`` runs ``job``,
     in a worker or in-process), then ``gamma`` per round from ``source`` (``TokenDrafter`` / ``HeadDrafter``).
@@ -168,9 +170,9 @@ def speculative_generate(
         result.drafter_prefill_s, result.early_draft_s = got.prefill_s, got.draft_s
         result.early_drafts, early = len(got.drafts), got.drafts
         if source is not None and source.uses_drafter:
-            if got.state is None:
-                raise ValueError("the draft source reads the drafter, but its job did not return the drafter's state")
-            source.drafter = got.track(drafter_backend)
+            if got.states is None:
+                raise ValueError("the draft source reads the drafter, but its job did not keep the drafter's state")
+            source.drafter = got.states
     eos = verifier.eos_token_id
     answer: list[int] = []
     done = emit(answer, [int(track.last_logits().argmax())], eos, max_new_tokens)
@@ -195,6 +197,9 @@ def speculative_generate(
             result.early_accepted += accepted
     result.total_s = now(device) - t0
     result.tokens = answer
+    if got is not None:
+        result.bytes_between_processes, result.bytes_host_device = got.transfer.between_processes, \
+            got.transfer.host_device
     return result
 
 

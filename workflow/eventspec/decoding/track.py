@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from ..models.backend import Backend, PrefillInputs
@@ -104,37 +103,3 @@ def sync(track: Track, tokens: list[int], logits: bool = False) -> None:
     crop(track, keep)
     if len(tokens) > keep:
         forward(track, tokens[keep:], logits)
-
-
-def _to_numpy(t: torch.Tensor) -> tuple[np.ndarray, str]:
-    """Raw bytes as numpy (bfloat16 as its int16 bits): pickles ~100x faster than a torch tensor."""
-    dtype = str(t.dtype).removeprefix("torch.")
-    t = t.detach().cpu().contiguous()
-    return (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy(), dtype
-
-
-def _from_numpy(packed: tuple[np.ndarray, str], device) -> torch.Tensor:
-    array, dtype = packed
-    t = torch.from_numpy(array)
-    return (t.view(torch.bfloat16) if dtype == "bfloat16" else t).to(device)
-
-
-def pack(track: Track) -> dict:
-    """The track's cache and history as numpy arrays, to move it to another process."""
-    layers = [torch.stack([layer.keys, layer.values]) for layer in track.cache.layers]
-    last = track.logits[-1]
-    return {"cache": _to_numpy(torch.stack(layers)), "prompt_len": track.prompt_len, "read": list(track.read),
-            "hidden": _to_numpy(torch.stack(track.hidden)), "last_logits": None if last is None else _to_numpy(last)}
-
-
-def unpack(backend: Backend, packed: dict) -> Track:
-    """The ``pack``-ed track over ``backend`` (earlier positions' logits are recomputed if a crop needs them)."""
-    from transformers import DynamicCache
-
-    cache = _from_numpy(packed["cache"], backend.device)
-    cache = DynamicCache(ddp_cache_data=[(layer[0], layer[1]) for layer in cache])
-    hidden = list(_from_numpy(packed["hidden"], backend.device))
-    logits = [None] * len(hidden)
-    if packed["last_logits"] is not None:
-        logits[-1] = _from_numpy(packed["last_logits"], backend.device)
-    return Track(backend, cache, packed["prompt_len"], hidden, logits, list(packed["read"]))
