@@ -22,7 +22,7 @@ import torch
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
-from transformers import AutoTokenizer, BitsAndBytesConfig
+from transformers import AutoTokenizer, BitsAndBytesConfig, LlamaTokenizer
 
 from ..devices import ModelLoadError, check_device  # noqa: F401 (both re-exported: their home has no transformers)
 
@@ -72,14 +72,28 @@ def resolve_checkpoint(path_or_id: str | Path, key: str = "models.<name>.path") 
         ) from err
 
 
+SLOW_LLAMA_DEFAULTS = {"add_bos_token": True, "add_eos_token": False, "legacy": True}
+"""The slow (sentencepiece) ``LlamaTokenizer``'s defaults where a checkpoint's tokenizer_config.json is silent."""
+
+
 def load_tokenizer(path: str | Path):
-    """The checkpoint's own tokenizer, left-padding, as saved (its pad token, or none, is left as it is)."""
+    """The checkpoint's own tokenizer, left-padding, as saved (its pad token, or none, is left as it is).
+
+    A checkpoint that ships only a sentencepiece ``tokenizer.model`` (no tokenizer.json) gets ``LlamaTokenizer``
+    read from it with the slow tokenizer's defaults (BOS added, legacy spacing after special tokens), giving the ids
+    of the slow tokenizer EventGPT's inference loads (``use_fast=False``; tests/test_official_goldens.py); this
+    needs ``sentencepiece`` and ``protobuf`` (pinned)."""
     path = Path(path)
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise ModelLoadError(f"{path}: no tokenizer (expected one of {', '.join(TOKENIZER_FILES)})")
     try:
+        if (path / "tokenizer.model").is_file() and not (path / "tokenizer.json").is_file():
+            config_file = path / "tokenizer_config.json"
+            config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+            defaults = {key: value for key, value in SLOW_LLAMA_DEFAULTS.items() if key not in config}
+            return LlamaTokenizer.from_pretrained(path, padding_side="left", local_files_only=True, **defaults)
         return AutoTokenizer.from_pretrained(path, padding_side="left", local_files_only=True)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, ImportError) as err:  # ImportError: sentencepiece / protobuf missing
         raise ModelLoadError(f"{path}: tokenizer does not load ({err})") from err
 
 
