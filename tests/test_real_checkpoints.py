@@ -259,3 +259,19 @@ def test_lm_head_is_read_from_the_checkpoint_files_by_hub_id(pair, hub_cache, re
     head = read_lm_head(REPO_ID)
     assert head.shape == (32064, verifier.hidden_size)
     torch.testing.assert_close(head.float(), verifier.lm_head.weight.float())
+
+
+@pytest.mark.parametrize("vision_dtype, expected", [("bfloat16", torch.bfloat16), ("float32", torch.float32)])
+def test_drafter_tower_and_projector_run_in_bfloat16_as_eventgpts_code(real_shaped_models, tiny_world, vision_dtype,
+                                                                      expected):
+    """EventGPT builds its CLIP tower and projector in bfloat16 whatever the LLM's dtype and feeds them bfloat16
+    pixels (the default, ``models.drafter.vision_dtype``), or in the dtype the setting names."""
+    drafter = load_drafter(real_shaped_models["drafter"], "float32", vision_dtype=vision_dtype)
+    inner = drafter.model.model
+    assert {p.dtype for m in (inner.visual_tower, inner.visual_projector) for p in m.parameters()} == {expected}
+    assert {p.dtype for p in (*inner.layers.parameters(), *inner.feature_adaptor.parameters())} == {torch.float32}
+    seen = []
+    inner.visual_tower.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    frames, events = window_inputs(tiny_world, slice(0, 1))
+    drafter.prefill(drafter.prepare(events, ["What is shown in this image?"]))
+    assert seen == [expected]

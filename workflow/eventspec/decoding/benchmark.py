@@ -162,7 +162,8 @@ class Runner:
         self.threads = {name: main_threads(c, bench, uses_drafter[name] and bench["concurrent"])
                         for name, c in self.configs.items()}
         runs_drafter_here = any(uses_drafter.values()) and not bench["concurrent"]  # else only the worker holds it
-        self.drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"]) if runs_drafter_here else None
+        self.drafter = load_drafter(md["path"], md["dtype"], md["quant"], md["device"],
+                                    vision_dtype=md["vision_dtype"]) if runs_drafter_here else None
         prefill_adapters = sorted({c["prefill_adapter"] for c in self.configs.values() if c.get("prefill_adapter")})
         self.steps: dict[bool, StaticStep] = {}
         self.width_times: dict[str, dict[int, list[float]]] = {}  # baseline -> verify width -> seconds per sample
@@ -171,7 +172,7 @@ class Runner:
             adapters = {name: adapter_dir(self.results, name) for name in prefill_adapters}
             if bench["concurrent"]:
                 self.worker = DrafterWorker(md["path"], adapters, self.verifier.lm_head.weight, md["dtype"],
-                                            md["quant"], md["device"], bench["worker_threads"])
+                                            md["quant"], md["device"], bench["worker_threads"], md["vision_dtype"])
             else:
                 self.worker = InProcessDrafter(self.drafter, {n: load_trained_adapter(
                     self.results, n, self.verifier.device, self.dtype) for n in adapters}, self.verifier.lm_head)

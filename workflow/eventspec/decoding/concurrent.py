@@ -128,7 +128,8 @@ def _serve(conn, stop, spec: dict) -> None:
         torch.set_num_threads(spec["threads"])
         from ..models.drafter import load_drafter
 
-        drafter = load_drafter(spec["drafter_path"], spec["dtype"], spec["quant"], spec["device"])
+        drafter = load_drafter(spec["drafter_path"], spec["dtype"], spec["quant"], spec["device"],
+                               vision_dtype=spec["vision_dtype"])
         lm_head = lm_head_on(spec["lm_head"], drafter.device)
         adapters = {name: adapter_beside(a, lm_head) for name, a in spec["adapters"].items()}
         conn.send("ready")
@@ -178,13 +179,13 @@ class DrafterWorker:
     """The drafter in a spawned process; use as a context manager so it ends with the main process."""
 
     def __init__(self, drafter_path, adapters: dict, lm_head_weight: torch.Tensor, dtype="float32", quant="none",
-                 device="cpu", threads: int = 1):
+                 device="cpu", threads: int = 1, vision_dtype: str = "bfloat16"):
         ctx = mp.get_context("spawn")
         self.stop = ctx.Event()
         conn, child = ctx.Pipe()
         self.conn = PipeEnd(conn)  # counts the bytes between the processes
         spec = {"drafter_path": str(drafter_path), "adapters": adapters, "lm_head": lm_head_weight.detach().cpu(),
-                "dtype": dtype, "quant": quant, "device": device, "threads": threads}
+                "dtype": dtype, "quant": quant, "device": device, "threads": threads, "vision_dtype": vision_dtype}
         self.process = ctx.Process(target=_serve, args=(child, self.stop, spec), daemon=True, name="eventspec-drafter")
         self.process.start()
         child.close()

@@ -44,6 +44,10 @@ class DrafterBackend(Backend):
     def visual_inputs(self, event_images: np.ndarray) -> dict[str, torch.Tensor]:
         return {"event_pixel_values": event_pixel_values(event_images, self.model.config, self.event_processor)}
 
+    def _visual_dtype(self) -> torch.dtype:
+        """Pixels go straight to the tower's dtype (bfloat16 as EventGPT's ``process_event_data`` casts them)."""
+        return self.model.model.vision_dtype
+
 
 
 def overlay_event_chunks(event_images: np.ndarray) -> np.ndarray:
@@ -75,16 +79,19 @@ class LlavaDrafterBackend(Backend):
         return {"pixel_values": self.image_processor(images=images, return_tensors="pt")["pixel_values"]}
 
 
-def load_eventgpt_drafter(path, config: dict, tokenizer, dtype: str, quant: str, device) -> DrafterBackend:
+def load_eventgpt_drafter(path, config: dict, tokenizer, dtype: str, quant: str, device,
+                          vision_dtype: str = "bfloat16") -> DrafterBackend:
     """EventGPT as its inference sets it up: tokens added to the tokenizer, embeddings resized to it, the tower's
-    own image processor."""
-    model = load_eventgpt(path, torch_dtype(dtype), device, quant)
+    own image processor, tower and projector in ``vision_dtype``."""
+    model = load_eventgpt(path, torch_dtype(dtype), device, quant, torch_dtype(vision_dtype))
     model.resize_token_embeddings(prepare_tokenizer(tokenizer, config))
     return DrafterBackend(model, tokenizer, device, event_image_processor(model.config, path, path.parent))
 
 
-def load_drafter(path, dtype: str = "float32", quant: str = "none", device: str = "cpu", name: str = "drafter") -> Backend:
-    """An EventGPT checkpoint (model_type EventChat_llama) or an HF Llava one, by its config.
+def load_drafter(path, dtype: str = "float32", quant: str = "none", device: str = "cpu", name: str = "drafter",
+                 vision_dtype: str = "bfloat16") -> Backend:
+    """An EventGPT checkpoint (model_type EventChat_llama) or an HF Llava one, by its config; ``vision_dtype``
+    (``models.drafter.vision_dtype``) applies to EventGPT.
 
     ``path`` is a directory or a hub id in the local cache; errors name ``models.<name>.*`` or the path.
     """
@@ -92,7 +99,7 @@ def load_drafter(path, dtype: str = "float32", quant: str = "none", device: str 
     config = read_model_config(path, (MODEL_TYPE, "llava"))
     tokenizer = load_tokenizer(path)
     if config["model_type"] == MODEL_TYPE:
-        return load_eventgpt_drafter(path, config, tokenizer, dtype, quant, device)
+        return load_eventgpt_drafter(path, config, tokenizer, dtype, quant, device, vision_dtype)
     model = load_model(LlavaForConditionalGeneration, path, dtype, quant, device)
     try:
         processor = CLIPImageProcessorPil.from_pretrained(path, local_files_only=True)

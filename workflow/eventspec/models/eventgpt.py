@@ -349,6 +349,11 @@ class EventGPTModel(EventGPTPreTrainedModel, LlamaModel):
         self.feature_adaptor = EventGPTFeatureAdaptor(config.hidden_size)
         self.post_init()
 
+    @property
+    def vision_dtype(self) -> torch.dtype:
+        """The CLIP tower's dtype (``load_eventgpt``'s ``vision_dtype``): its pixels are cast to it."""
+        return self.visual_tower.visual_tower.embeddings.class_embedding.dtype
+
     def get_event_features(self, event_pixel_values: torch.Tensor) -> torch.Tensor:
         """``[B, T, 3, S, S]`` CLIP-normalised event images -> ``[B, T + N, hidden_size]`` visual tokens."""
         if event_pixel_values.ndim != 5:
@@ -356,8 +361,8 @@ class EventGPTModel(EventGPTPreTrainedModel, LlamaModel):
                 f"event_pixel_values must be [batch, n_chunks, 3, size, size], got {tuple(event_pixel_values.shape)}"
             )
         batch, chunks = event_pixel_values.shape[:2]
-        patches = self.visual_tower(event_pixel_values.flatten(0, 1))
-        features = self.feature_adaptor(self.visual_projector(patches))
+        patches = self.visual_tower(event_pixel_values.flatten(0, 1).to(self.vision_dtype))
+        features = self.feature_adaptor(self.visual_projector(patches).to(self.get_input_embeddings().weight.dtype))
         return spatio_temporal_aggregate(features.unflatten(0, (batch, chunks)))
 
     def merge_event_features(
@@ -565,8 +570,13 @@ def load_eventgpt(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     quant: str = "none",
+    vision_dtype: torch.dtype | None = None,
 ) -> EventGPTForCausalLM:
     """Load an EventGPT checkpoint directory strictly, in eval mode.
+
+    ``vision_dtype``: the CLIP tower's and the projector's dtype (EventGPT's code builds both in bfloat16 whatever
+    the LLM's dtype and feeds them bfloat16 pixels: ``load_drafter``'s default); None keeps ``dtype``. Not applied to
+    a quantized model.
 
     Raises ``ModelLoadError`` naming the path when the directory, its config.json or its weights are missing,
     when it is another architecture, or when its weights do not match EventGPT's layout. ``quant`` is
@@ -612,4 +622,7 @@ def load_eventgpt(
     )
     if details:
         raise ModelLoadError(f"{path} is not a complete EventGPT checkpoint: {details}")
+    if vision_dtype is not None and quant == "none":
+        model.model.visual_tower.to(vision_dtype)
+        model.model.visual_projector.to(vision_dtype)
     return model.eval()
