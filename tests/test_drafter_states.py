@@ -160,3 +160,56 @@ def test_worker_and_in_process_drafting_on_cuda(tiny_models, samples, drafter_de
     verifier, drafter = cuda_pair(tiny_models, drafter_device)
     report = compare_worker_with_in_process(verifier, drafter, tiny_models["drafter"], samples, drafter_device)
     print(f"drafter on {drafter_device}: bytes between processes per pair (name, moved, drafter cache):", report)
+
+
+DEVICES = [("cpu", "cpu"), ("cuda:0", "cuda:0"), ("cuda:0", "cuda:1")]
+
+
+def skip_missing(*devices):
+    for device in devices:
+        if device.startswith("cuda") and torch.cuda.device_count() < int(device[-1]) + 1:
+            pytest.skip(f"needs {device}")
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+@pytest.mark.parametrize("verifier_device, drafter_device", DEVICES, ids=["cpu", "cuda", "cuda+cuda1"])
+def test_benchmark_drafter_paths(tiny_world, tiny_models, tmp_path, verifier_device, drafter_device, concurrent):
+    """The benchmark's drafter paths end to end (token-level SD and the oracle's prefill drafts; worker and
+    in-process; CPU, one GPU, two GPUs): lossless (``run_benchmark`` raises otherwise), one drafter resident (none
+    in the main process beside a worker), the bytes each pair moved counted."""
+    if verifier_device != "cpu":
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device")
+        skip_missing(verifier_device, drafter_device)
+    elif not concurrent:
+        pytest.skip("in-process on the CPU: test_decoding's benchmark tests")
+    from test_decoding import bench_config
+
+    from eventspec.decoding.benchmark import Runner, run_benchmark
+
+    cfg = bench_config(tiny_world, tiny_models, tmp_path, concurrent=concurrent, warmup=1, repeats=1, max_samples=2)
+    cfg["models"]["verifier"]["device"], cfg["models"]["drafter"]["device"] = verifier_device, drafter_device
+    names = ["vl_baseline", "token_sd", "oracle"]
+    runner = Runner(cfg, names)
+    try:
+        assert (runner.drafter is None) == concurrent
+        assert isinstance(runner.worker, DrafterWorker) == concurrent
+        frames, events = tiny_world_pair(tiny_world)
+        question = "What objects are in the scene?"
+        baseline = runner.run("vl_baseline", frames, events, question, 8, None)
+        gen = runner.run("token_sd", frames, events, question, 8, baseline)
+        assert gen.tokens == baseline.tokens
+        assert (gen.bytes_between_processes > 0) == concurrent
+        assert (gen.bytes_host_device > 0) == (drafter_device != "cpu")
+    finally:
+        runner.close()
+    summary = run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / "bench", names)
+    assert set(names) <= set(summary["configs"])
+
+
+def tiny_world_pair(tiny_world):
+    import numpy as np
+    import zarr
+
+    g = zarr.open_group(tiny_world[1]["test"][0], mode="r")
+    return np.asarray(g["frames"][:1]), np.asarray(g["event_images"][:1])

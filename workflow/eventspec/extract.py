@@ -233,7 +233,8 @@ def load_pair(models: dict) -> tuple[Backend, Backend]:
     check_shared_vocabulary(tokenizers["verifier"], tokenizers["drafter"], paths["verifier"], paths["drafter"])
     mv, md = models["verifier"], models["drafter"]
     verifier = load_verifier(paths["verifier"], mv["dtype"], mv["quant"], mv["device"])
-    drafter = load_drafter(paths["drafter"], md["dtype"], md["quant"], md["device"], vision_dtype=md["vision_dtype"])
+    drafter = load_drafter(paths["drafter"], md["dtype"], md["quant"], md["device"],
+                           vision_dtype=md.get("vision_dtype", "bfloat16"))
     return verifier, drafter
 
 

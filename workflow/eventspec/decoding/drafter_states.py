@@ -174,6 +174,8 @@ class WorkerDrafterStates:
         self.worker, self.transfer = worker, transfer
         self.read_ids = list(read)
         self.hidden: list[torch.Tensor] | None = list(from_numpy(hidden))  # None once own drafts left it behind
+        self.on_head: torch.Tensor | None = None  # ``hidden`` rows already copied to ``head``'s device
+        self.head: torch.nn.Module | None = None
 
     def _ask(self, request: StatesRequest) -> tuple:
         before = self.worker.conn.bytes
@@ -191,6 +193,7 @@ class WorkerDrafterStates:
         self.read_ids.extend(tokens[keep:])
         if self.hidden is not None:
             del self.hidden[keep + 1 :]
+            self.on_head = None if self.on_head is None else self.on_head[: keep + 1]
             self.hidden.extend([] if states is None else from_numpy(states).unbind(0))
 
     def read(self, tokens: list[int]) -> None:
@@ -199,10 +202,15 @@ class WorkerDrafterStates:
     def hidden_on(self, module: torch.nn.Module, start: int) -> torch.Tensor:
         if self.hidden is None:
             raise RuntimeError("the drafter's states were not kept beside its own drafts (one reader per pair)")
-        states = on_module(self.hidden[start:], module)
-        if states.device.type != "cpu":
-            self.transfer.host_device += states.nbytes
-        return states
+        if self.on_head is not None and self.head is module:  # only rows not yet there cross
+            new = on_module(self.hidden[len(self.on_head):], module) if len(self.on_head) < len(self.hidden) else None
+            rows = self.on_head if new is None else torch.cat([self.on_head, new])
+        else:  # first call for this head: the whole history, once
+            rows = new = on_module(self.hidden, module)
+        if new is not None and new.device.type != "cpu":
+            self.transfer.host_device += new.nbytes
+        self.on_head, self.head = rows, module
+        return rows[start:]
 
     def own_drafts(self, answer: list[int], k: int) -> list[int]:
         keep = common_prefix(self.read_ids, answer)
