@@ -81,7 +81,7 @@ def compare_worker_with_in_process(verifier, drafter, drafter_path, samples_, de
             read = len(remote.tokens) + sum(r.drafted for r in remote.rounds)  # positions the drafter can read
             states = 0 if name == "token_sd" else width * (1 + read)
             assert moved <= states + TOKEN_BYTES * (read + remote.early_drafts) + messages * MESSAGE_OVERHEAD, name
-            assert moved < cache / 4, (name, moved, cache)
+            assert moved < cache / 2, (name, moved, cache)  # the old path pickled the whole cache every pair
             if name != "token_sd":  # the prompt's last state, then per round at least one new answer token's
                 assert moved >= width * (1 + len(remote.rounds)), name
             if device == "cpu":
