@@ -49,9 +49,14 @@ class EarlyDrafts:
     started_at: float = 0.0  # time.perf_counter() (CLOCK_MONOTONIC, shared by processes) when the job began
     done_at: float = 0.0  # ... when its drafts were ready
     state: dict | None = field(repr=False, default=None)  # the drafter's track, ``track.pack``-ed
+    local: Track | None = field(repr=False, default=None)  # ... or, from the in-process drafter, the track itself
+
+    @property
+    def has_state(self) -> bool:
+        return self.state is not None or self.local is not None
 
     def track(self, backend) -> Track:
-        return unpack(backend, self.state)
+        return self.local if self.local is not None else unpack(backend, self.state)
 
 
 class WorkerError(RuntimeError):
@@ -95,7 +100,9 @@ class InProcessDrafter:
 
     def finish(self) -> EarlyDrafts:
         early, track = run_job(self.drafter, self.adapters, self.lm_head, self.job, lambda: False)
-        return _with_state(early, track) if self.job.return_state else early
+        if self.job.return_state:  # same process: the track itself, no pack/unpack through host memory
+            early.local = track
+        return early
 
 
 def _serve(conn, stop, spec: dict) -> None:
