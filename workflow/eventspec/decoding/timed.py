@@ -60,7 +60,7 @@ def timed_greedy(verifier: Backend, inputs: PrefillInputs, max_new_tokens: int,
     tokens = greedy_decode(track, max_new_tokens, verifier.eos_token_id, clock.mark)
     total = clock.marks[-1][1] - t0
     steps = len(tokens) - 1
-    return Generated(tokens, t1 - t0, total, [Round(0, 0)] * steps, [(0.0, (total - (t1 - t0)) / steps)] * steps)
+    return Generated(tokens, t1 - t0, total, [Round(0, 0)] * steps, [(0.0, (total - (t1 - t0)) / max(steps, 1))] * steps)
 
 
 @torch.no_grad()
