@@ -720,7 +720,7 @@ def test_benchmark_fails_naming_the_sample_on_a_token_difference(tiny_world, tin
     assert s["hf_generate"]["lossless_failures"] == 3 * 2  # every pair, every repeat
     evidence = json.loads((tmp_path / "bench/failures.json").read_text())["failures"]
     assert len(evidence) == 3 * 2 and {e["config"] for e in evidence} == {"hf_generate"}
-    assert evidence[0]["tokens"] != evidence[0]["reference"] and "token 0 is" in evidence[0]["error"]
+    assert evidence[0]["tokens"] != evidence[0]["reference"] and "config hf_generate, sample 0" in evidence[0]["error"]
 
 
 def test_failure_evidence_survives_a_failed_snakemake_job(tiny_world, tiny_models, tmp_path):

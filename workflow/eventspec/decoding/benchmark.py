@@ -318,6 +318,7 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
     questions = [q["text"] for q in group.attrs["questions"]]
     todo = pairs(n_windows, len(questions), bench["max_samples"])
     warm = [(i % n_windows, (i + 1) % len(questions)) for i in range(bench["warmup"])]
+    torch._dynamo.reset()  # compiled code of an earlier benchmark in this process (frames sweep) holds stale guards
     runner = Runner(cfg, names, frames)
     plans = runner.plans
     rows: dict[str, list[dict]] = {n: [] for n in names}

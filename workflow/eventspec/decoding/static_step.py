@@ -102,6 +102,7 @@ class StaticStep:
         for layer in self.cache.layers:
             layer.cumulative_length.fill_(length)
 
+    @torch.no_grad()
     def warm(self, start: int) -> None:
         """One forward of every bucket at ``start`` (the cache holds a prompt of that length), then the write
         position back at ``start``: compiles (and on CUDA records) every width before timing."""
