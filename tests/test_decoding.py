@@ -794,3 +794,14 @@ def test_verifier_only_ids_reach_the_drafter_as_its_unk(real_pair, samples):
     h_b, _ = tr.forward(b, [29871, drafter.unk_token_id])
     assert a.read == [29871, video]
     torch.testing.assert_close(h_a, h_b)
+
+
+def test_benchmark_config_errors_name_the_key():
+    from eventspec.config import ConfigError
+    from eventspec.decoding.benchmark import checked_names
+
+    configs = {"vl_baseline": {"kind": "baseline"}, "hf_generate": {"kind": "hf_generate"}}
+    with pytest.raises(ConfigError, match="benchmark.max_samples is 0"):
+        checked_names({"configs": configs, "max_samples": 0}, None)
+    with pytest.raises(ConfigError, match="benchmark.configs needs vl_baseline"):
+        checked_names({"configs": {"hf_generate": {"kind": "hf_generate"}}, "max_samples": 3}, None)
