@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch._dynamo.utils import counters
+from tqdm import tqdm
 
 from .. import store
 from ..config import ConfigError
@@ -342,7 +343,7 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
         longest = max(runner.verifier.prepare(clip_of(w), [questions[q]]).input_ids.shape[1] for w, q in warm + todo)
         runner.allocate(longest, max_new)
         torch._dynamo.config.fail_on_recompile_limit_hit = True  # never a silent fall back to eager
-        for index, (w, q) in enumerate(warm + todo):
+        for index, (w, q) in enumerate(tqdm(warm + todo, desc="benchmark pairs (warm-up first)", unit="pair")):
             clip, events = clip_of(w), np.asarray(group["event_images"][w : w + 1])
             timed = index >= len(warm)
             torch.set_num_threads(bench["threads"] + bench["worker_threads"])  # untimed: reference and checks
