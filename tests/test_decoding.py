@@ -480,7 +480,7 @@ def test_benchmark_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
 
     from eventspec.decoding.benchmark import run_benchmark
 
-    cfg = bench_config(tiny_world, tiny_models, tmp_path, max_samples=4, max_new_tokens=1)
+    cfg = bench_config(tiny_world, tiny_models, tmp_path, max_samples=4, max_new_tokens=1, warmup=2)
     names = ["vl_baseline", "vl_baseline_1thread", "hf_generate", "prompt_lookup", "token_sd", "oracle",
              "oracle_decode"]
     summary = run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / "bench", names)

@@ -355,6 +355,7 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
                 gaps.append(forward_gap(runner.verifier.teacher_forced_logits(inputs, reference), steps))
                 if timed or index + 1 == len(warm):
                     tolerance = calibrate(gaps, runner.dtype, what)
+            pair_tolerance = (tolerance or calibrate(gaps, runner.dtype, what))["tolerance"]  # warm-up: so far
             runs: dict[str, list] = {name: [] for name in names}
             for _ in range(bench["repeats"] if timed else 1):
                 for name in order.sample(names, len(names)):
@@ -365,7 +366,7 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
             logits = {}
             for name, gens in runs.items():
                 label = f"config {name}, sample {w} question {q}"
-                verdicts = [runner.check(label, inputs, g.tokens, reference, tolerance["tolerance"], max_new, logits)
+                verdicts = [runner.check(label, inputs, g.tokens, reference, pair_tolerance, max_new, logits)
                             for g in gens]
                 for repeat, (g, v) in enumerate(zip(gens, verdicts)):
                     if isinstance(v, LosslessError):
