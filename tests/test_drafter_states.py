@@ -12,7 +12,7 @@ from test_decoding import MAX_NEW, case, oracle_table, pair, reference, samples 
 from eventspec.decoding.concurrent import DrafterWorker, InProcessDrafter, lm_head_on
 from eventspec.decoding.drafter_states import TOKEN_BYTES
 from eventspec.decoding.drafting import HeadDrafter, TokenDrafter, draftable_vocab, propose_own_token
-from eventspec.decoding.engine import speculative_generate
+from eventspec.decoding.timed import timed_speculative as speculative_generate
 from eventspec.decoding.oracle import OracleHead
 from eventspec.models.drafter import load_drafter
 from eventspec.models.verifier import load_verifier

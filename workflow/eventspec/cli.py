@@ -14,7 +14,7 @@ from pathlib import Path
 USER_ERRORS = {
     "eventspec.adapters.errors": "AdapterError",
     "eventspec.config": "ConfigError",
-    "eventspec.decoding.engine": "LosslessError",
+    "eventspec.decoding.lossless": "LosslessError",
     "eventspec.devices": "ModelLoadError",
     "eventspec.dsec": "DataError",
     "eventspec.extract": "ExtractionError",

@@ -17,7 +17,7 @@ import torch
 
 from ..models.backend import Backend, PrefillInputs
 from .clock import now
-from .engine import Generated
+from .timed import Generated
 
 
 @torch.no_grad()
@@ -40,7 +40,7 @@ def hf_generate(verifier: Backend, inputs: PrefillInputs, max_new_tokens: int, c
     )
     total = now(device) - t0
     tokens = out[0, inputs.input_ids.shape[1] :].tolist()
-    return Generated(tokens, float("nan"), total)
+    return Generated(tokens, float("nan"), total, engine=False)
 
 
 class PromptLookupDrafter:

@@ -58,12 +58,16 @@ def prefill(backend: Backend, inputs: PrefillInputs, step: StaticStep | None = N
 
 
 @torch.no_grad()
-def forward(track: Track, tokens: list[int], logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+def forward(track: Track, tokens: list[int] | torch.Tensor, logits: bool = True
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Append ``tokens`` (``read`` keeps them as given; the model reads ``Backend.embeddable`` ids: another
     model's ids it has no row for become its unk); return their hidden
-    states [n, D] and float32 logits [n, V] (None if ``logits=False``)."""
+    states [n, D] and float32 logits [n, V] (None if ``logits=False``). A 1-D tensor of ids already on the
+    model's device is read without a host round trip (``read`` then holds 0-d tensors: the greedy loop)."""
     backend = track.backend
-    ids = backend.embeddable(torch.tensor([tokens], dtype=torch.long, device=backend.device))
+    ids = tokens.view(1, -1) if isinstance(tokens, torch.Tensor) else torch.tensor([tokens], dtype=torch.long,
+                                                                                     device=backend.device)
+    ids = backend.embeddable(ids)
     positions = torch.arange(track.length, track.length + len(tokens), device=backend.device)[None]
     if track.step is not None:
         hidden, all_logits = track.step(ids, positions)

@@ -19,10 +19,14 @@ def label(name: str, row: dict) -> str:
     return f"{name} (ceiling)" if row.get("role") == "ceiling" else name
 
 
+GROUPS = ("peer", "method", "ceiling")
+
+
 def configs(summary: dict) -> tuple[list[str], list[dict]]:
-    """Configuration names and their summaries: the strongest peer first, the ceilings last."""
-    peer = summary.get("strongest_peer")
-    items = sorted(summary["configs"].items(), key=lambda item: (item[0] != peer, item[1].get("role") == "ceiling"))
+    """Configuration names and their summaries grouped (peers, methods, ceilings), each group sorted by
+    speedup against the strongest peer, fastest first."""
+    items = sorted(summary["configs"].items(), key=lambda item: (
+        GROUPS.index(item[1].get("role", "method")), -item[1].get("speedup_vs_peer", 0.0)))
     return [name for name, _ in items], [row for _, row in items]
 
 
