@@ -239,3 +239,10 @@ def self_consistency(summary: dict, traces: dict[str, list[dict]], adapters: dic
         if None not in times and recs:
             out[name] = sum(times) / sum(r["wall_s"] for r in recs)
     return out
+
+
+def consistency_markdown(ratios: dict) -> str:
+    """The self-consistency line of the report: projected / measured per configuration on the run itself."""
+    cells = ", ".join(f"{n} {r:.3f}" for n, r in ratios.items())
+    return (f"\nSelf-consistency (projected / measured time under the profile measured on this run, per "
+            f"configuration; within 0.9-1.1 when the cost model accounts for the engine's time): {cells}\n")
