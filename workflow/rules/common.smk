@@ -164,6 +164,7 @@ def all_targets():
     if config["data"]["source"] == "toy":
         targets.append(f"{RESULTS}/models/toy_eval.json")
     targets.append(f"{bench_dir()}/summary.json")
+    targets.append(f"{RESULTS}/report/PROJECTION.md")
     if frames_sweep_configs():
         targets.append(frames_summary())
     return targets + figure_targets()
