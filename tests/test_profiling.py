@@ -238,3 +238,12 @@ def test_profile_at_tiny_size_is_extrapolated_per_layer(tmp_path):
     assert set(profile["measurements"]["verifier_8_frames"]) == {"text1_vision1", "text2_vision1", "text1_vision2"}
     assert set(profile["costs_s"]["verify_by_width"]["eager"]) == {"1", "2", "4", "6", "8", "12", "16"}
     assert profile["costs_s"]["verifier_prefill_by_frames"]["8"] > 0 and profile["costs_s"]["head_step"]["eager"] > 0
+
+
+def test_replay_exactness_allows_only_the_answers_end_to_cut_a_round():
+    from eventspec.profiling.replay_bench import replays_exactly
+
+    recorded = [(3, 1), (3, 3), (3, 0)]
+    assert replays_exactly([(3, 1), (3, 3), (3, 0), (3, 1), (2, 2)], recorded)
+    assert not replays_exactly([(3, 1), (3, 2)], recorded)
+    assert not replays_exactly([(3, 1), (3, 3), (3, 0), (3, 0)], recorded)

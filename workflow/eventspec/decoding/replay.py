@@ -10,6 +10,8 @@ acceptance; ``profiling.project`` predicts the same from a profile (the two shou
 
 After the recorded rounds run out (the replayed answer is longer), the rounds repeat from the first. A round
 whose drafts would pass the answer's end drafts up to it (the engine bounds ``k`` by what is left).
+``per_draft``: a callable run once per draft (a real-shaped head's step), so a decode head's cost is paid as it
+would be, while the drafts stay the replayed ones.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ class ReplayDrafter:
 
     uses_drafter = False
 
-    def __init__(self, answer: list[int], rounds: list[tuple[int, int]], vocab_size: int):
+    def __init__(self, answer: list[int], rounds: list[tuple[int, int]], vocab_size: int, per_draft=None):
         if not rounds:
             raise ValueError("acceptance replay needs at least one recorded round")
         if any(not 0 <= a <= d for d, a in rounds):
             raise ValueError(f"recorded rounds must have 0 <= accepted <= drafted: {rounds}")
         self.answer, self.rounds, self.vocab_size = list(answer), list(rounds), vocab_size
+        self.per_draft = per_draft  # optional callable run once per draft: a real head's cost, its output unused
         self.calls = 0
 
     def draft(self, verifier: Track, answer: list[int], k: int) -> list[int]:
@@ -40,6 +43,8 @@ class ReplayDrafter:
         self.calls += 1
         start = len(answer)
         drafts = self.answer[start : start + min(drafted, k)]
+        for _ in drafts if self.per_draft is not None else ():
+            self.per_draft()
         if accepted < len(drafts):
             drafts[accepted] = corrupt(drafts[accepted], self.vocab_size)
         return drafts

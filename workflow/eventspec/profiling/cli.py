@@ -55,6 +55,20 @@ def cmd_cost_ratios(args) -> None:
     print(ratios.markdown(ratios.cost_ratios(summary, costs.load_profile(args.reference))))
 
 
+def cmd_replay(args) -> None:
+    from .costs import load_profile
+    from .replay_bench import run_replay, summary_lines
+
+    result = run_replay(args.trace, load_profile(args.profile), "tiny" if args.tiny else "real", args.device,
+                        args.dtype, args.frames, args.max_new_tokens, args.gamma, args.repeats)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print("\n".join(summary_lines(result)))
+    bad = [n for n, v in result["configs"].items() if not v["lossless"] or v["replay_exact"] is False]
+    if bad:
+        raise SystemExit(f"eventspec replay: {bad} not lossless or not replaying the trace exactly")
+
+
 def add_parsers(sub, add_config_args) -> None:
     p = sub.add_parser("profile", help="component costs of the real pair at real shapes (random weights, no download)")
     p.add_argument("--name", default="profile", help="the profile's name")
@@ -81,6 +95,20 @@ def add_parsers(sub, add_config_args) -> None:
     p.add_argument("--out", help="projection JSON (xsd/projection.schema.json)")
     p.add_argument("--markdown", help="the report section (markdown)")
     p.set_defaults(func=cmd_project)
+
+    p = sub.add_parser("replay", help="the engine on the real-shaped random pair under acceptance replay, beside "
+                       "its projection")
+    p.add_argument("trace", help="a benchmark trace (<config>.jsonl) whose decode rounds are replayed")
+    p.add_argument("--profile", default="h200-bf16", help="profile of the projection printed beside")
+    p.add_argument("--tiny", action="store_true", help="tiny dimensions (CI)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="bfloat16", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=50)
+    p.add_argument("--gamma", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", help="result JSON")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("cost-ratios", help="the run's dimensionless cost ratios beside a reference profile's")
     p.add_argument("summary", help="the benchmark's summary.json")
