@@ -78,7 +78,8 @@ def verifier(shapes: Shapes, text_layers: int, vision_layers: int, frames: int, 
     config = VideoLlavaConfig(vision_config=vision, text_config=LlamaConfig(**shapes.text(text_layers,
                               VIDEO_LLAVA_TEXT_VOCAB)), image_seq_length=grid * grid,
                               video_seq_length=(grid * grid + 1) * frames)
-    model = VideoLlavaForConditionalGeneration(config).to(device, dtype).eval()
+    with torch.device(device):  # built where it runs: initialising 7B parameters on a host CPU takes minutes
+        model = VideoLlavaForConditionalGeneration(config).to(dtype).eval()
     ids = torch.full((1, PROMPT_TEXT_TOKENS + config.video_seq_length), 319, device=device)
     ids[0, 5 : 5 + config.video_seq_length] = config.video_token_index
     pixels = torch.randn(1, frames, 3, vision.image_size, vision.image_size, device=device, dtype=dtype)
@@ -88,7 +89,8 @@ def verifier(shapes: Shapes, text_layers: int, vision_layers: int, frames: int, 
 def drafter(shapes: Shapes, text_layers: int, vision_layers: int, dtype, device):
     vision = CLIPVisionConfig(**(shapes.vision(vision_layers, 336) | {"projection_dim": 768}))
     config = EventGPTConfig(**shapes.text(text_layers, 32000), vision_config=vision)
-    model = EventGPTForCausalLM(config).to(device, dtype).eval()
+    with torch.device(device):
+        model = EventGPTForCausalLM(config).to(dtype).eval()
     n = num_event_tokens(config)
     ids = torch.full((1, PROMPT_TEXT_TOKENS + 48 + n), 319, device=device)
     ids[0, 40 : 40 + n] = config.event_token_index
@@ -173,23 +175,31 @@ def compiled_verify(model, ids, pixels, pixel_key, device, repeats, widths) -> d
     return out
 
 
-def head_step(shapes: Shapes, dtype, device, repeats: int, context: int) -> float:
-    """One EAGLE-style head step (fc + decoder layer + LM head) after ``context`` positions of its own cache."""
+def eagle_step(shapes: Shapes, dtype, device, context: int):
+    """One EAGLE-style head step (fc + decoder layer + LM head) after ``context`` positions of its own cache, as a
+    callable (the cache is cropped back after each call)."""
     config = LlamaConfig(**shapes.text(1, 32000))
-    head = EagleHead(config).to(device, dtype).eval()
+    with torch.device(device):
+        head = EagleHead(config).to(dtype).eval()
     d = config.hidden_size
     cache = DynamicCache()
+    x = torch.randn(1, 1, d, device=device, dtype=dtype)
+    positions = torch.tensor([[context]], device=device)
     with torch.no_grad():
         head(torch.randn(1, context, d, device=device, dtype=dtype), torch.randn(1, context, d, device=device,
              dtype=dtype), torch.arange(context, device=device)[None], cache)
-        x = torch.randn(1, 1, d, device=device, dtype=dtype)
-        positions = torch.tensor([[context]], device=device)
 
-        def one():
-            head(x, x, positions, cache)
-            cache.crop(-1)
+    @torch.no_grad()
+    def step():
+        head(x, x, positions, cache)
+        cache.crop(-1)
 
-        return timed(one, device, repeats)
+    return step
+
+
+def head_step(shapes: Shapes, dtype, device, repeats: int, context: int) -> float:
+    """Seconds of one ``eagle_step``."""
+    return timed(eagle_step(shapes, dtype, device, context), device, repeats)
 
 
 def extrapolate(at1: float, at2: float, layers: int) -> float:

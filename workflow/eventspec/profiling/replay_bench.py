@@ -18,7 +18,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from transformers import DynamicCache
 
 from ..decoding.engine import baseline_generate, speculative_generate
 from ..decoding.replay import ReplayDrafter, decode_rounds
@@ -45,27 +44,6 @@ def real_shaped_verifier(size: str, device: str, dtype: torch.dtype, frames: int
     tokenizer = SimpleNamespace(eos_token_id=NO_EOS, pad_token_id=32002, unk_token_id=0)
     backend = VerifierBackend(model, tokenizer, None, device)
     return backend, PrefillInputs(ids, torch.ones_like(ids), {"pixel_values_videos": pixels})
-
-
-def eagle_step(size: str, device: str, dtype: torch.dtype, context: int):
-    """One EAGLE-style head step as a callable (its cache cropped back after each call)."""
-    shapes = measure.Shapes(size)
-    config = measure.LlamaConfig(**shapes.text(1, 32000))
-    head = measure.EagleHead(config).to(device, dtype).eval()
-    d = config.hidden_size
-    cache = DynamicCache()
-    x = torch.randn(1, 1, d, device=device, dtype=dtype)
-    with torch.no_grad():
-        head(torch.randn(1, context, d, device=device, dtype=dtype), torch.randn(1, context, d, device=device,
-             dtype=dtype), torch.arange(context, device=device)[None], cache)
-    positions = torch.tensor([[context]], device=device)
-
-    @torch.no_grad()
-    def step():
-        head(x, x, positions, cache)
-        cache.crop(-1)
-
-    return step
 
 
 def replays_exactly(replayed: list[tuple[int, int]], recorded: list[tuple[int, int]]) -> bool:
@@ -95,7 +73,8 @@ def run_replay(trace: str | Path, profile: dict, size: str = "real", device: str
     vocab = verifier.embed.num_embeddings
     compiled = StaticStep(verifier, compile=True)
     eager = StaticStep(verifier, compile=False)
-    head = eagle_step(size, device, torch_dtype, inputs.input_ids.shape[1])
+    shapes = measure.Shapes(size)
+    head = measure.eagle_step(shapes, torch_dtype, device, inputs.input_ids.shape[1])
     answers = {"eager": baseline_generate(verifier, inputs, max_new, eager).tokens,
                "compiled": baseline_generate(verifier, inputs, max_new, compiled).tokens}
     runs = {
