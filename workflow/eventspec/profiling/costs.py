@@ -113,8 +113,9 @@ def from_summary(summary: dict, traces: dict[str, list[dict]], name: str = "toy-
     drafter_prefill = [r["drafter_prefill_s"] for recs in traces.values() for r in recs if r.get("drafter_prefill_s")]
     adapter = [r["early_draft_s"] / r["early_drafts"] for n, recs in traces.items()
                if configs[n]["settings"].get("prefill_adapter") for r in recs if r.get("early_drafts")]
-    hf = {c["settings"].get("cache", "dynamic"): c["decode_s_mean"] / max(c["tokens_mean"] - 1, 1)
-          for c in configs.values() if c["kind"] == "hf_generate" and c.get("decode_s_mean") is not None}
+    prefill = costs["verifier_prefill_median"]  # generate reports no prefill of its own: the baseline's
+    hf = {c["settings"].get("cache", "dynamic"): max(c["wall_s_median"] - prefill, 0.0) / max(c["tokens_mean"] - 1, 1)
+          for c in configs.values() if c["kind"] == "hf_generate"}
     step_eager = eager["step_s"]
     profile = {
         "name": name, "kind": "toy_run", "device": summary["settings"].get("device", "cpu"),
@@ -123,7 +124,7 @@ def from_summary(summary: dict, traces: dict[str, list[dict]], name: str = "toy-
         "provenance": f"benchmark summary of one run ({summary['settings'].get('pairs')} pairs): its component_costs_s",
         "gpus": [1],
         "costs_s": {
-            "verifier_prefill_by_frames": {str(frames): costs["verifier_prefill_median"]},
+            "verifier_prefill_by_frames": {str(frames): prefill},
             "drafter_prefill": _median(drafter_prefill) or 0.0,
             "decode_step": {"eager": step_eager, "compiled": compiled["step_s"] if compiled else None},
             "verify_by_width": {"eager": table(eager), "compiled": table(compiled)},
