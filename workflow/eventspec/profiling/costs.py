@@ -62,13 +62,16 @@ def step(profile: dict, path: str | None) -> float | None:
 
 
 def verify(profile: dict, path: str | None, width: int) -> float | None:
-    """A verifier forward of ``width`` tokens on ``path`` (width 1: the step): the profile's table at the widest
-    entry not above ``width`` (its widest past the end); None where the setup has no such path."""
+    """A verifier forward of ``width`` tokens on ``path`` (width 1: the step): the profile's table, linear
+    between its nearest widths (its widest past the end); None where the setup has no such path."""
     table = profile["costs_s"]["verify_by_width"][path_kind(path)]
     if width == 1 or table is None:
         return step(profile, path) if width == 1 else None
-    widths = sorted(int(k) for k in table)
-    return table[str(max((k for k in widths if k <= width), default=widths[0]))]
+    points = sorted((int(k), v) for k, v in table.items())
+    if width >= points[-1][0]:
+        return points[-1][1]
+    (k0, v0), (k1, v1) = next((a, b) for a, b in zip(points, points[1:]) if a[0] <= width <= b[0])
+    return v0 + (v1 - v0) * (width - k0) / (k1 - k0)
 
 
 def head_step(profile: dict, path: str | None) -> float:

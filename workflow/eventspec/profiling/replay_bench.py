@@ -53,12 +53,15 @@ def replays_exactly(replayed: list[tuple[int, int]], recorded: list[tuple[int, i
     return all(d <= rd and a == min(ra, d) for (d, a), (rd, ra) in zip(replayed, expected))
 
 
-def projected(rounds, n_tokens: int, profile: dict, frames: int, path: str | None, per_draft: float) -> float:
-    """The projection of one replayed answer: prefill + its rounds (verify widths + drafts) under ``profile``."""
-    t = verifier_prefill(profile, frames)
+def projected(rounds, n_tokens: int, profile: dict, frames: int, path: str | None, per_draft: float) -> float | None:
+    """The projection of one replayed answer: prefill + its rounds (verify widths + drafts) under ``profile``;
+    None where the profile lacks the path (e.g. no compiled step)."""
+    costs = [profile_verify(profile, path, d + 1) for d, _ in rounds] if rounds else [profile_step(profile, path)]
+    if None in costs:
+        return None
     if not rounds:
-        return t + (n_tokens - 1) * profile_step(profile, path)
-    return t + sum(profile_verify(profile, path, d + 1) + d * per_draft for d, _ in rounds)
+        return verifier_prefill(profile, frames) + (n_tokens - 1) * costs[0]
+    return verifier_prefill(profile, frames) + sum(costs) + sum(d * per_draft for d, _ in rounds)
 
 
 def run_replay(trace: str | Path, profile: dict, size: str = "real", device: str = "cuda", dtype: str = "bfloat16",
@@ -103,9 +106,14 @@ def run_replay(trace: str | Path, profile: dict, size: str = "real", device: str
     peer = out["vl_baseline_compiled"]
     for v in out.values():
         v["speedup_vs_compiled"] = peer["wall_s"] / v["wall_s"]
-        v["projected_speedup_vs_compiled"] = peer["projected_s"] / v["projected_s"]
+        v["projected_speedup_vs_compiled"] = (None if None in (peer["projected_s"], v["projected_s"])
+                                              else peer["projected_s"] / v["projected_s"])
     return {"trace": str(trace), "size": size, "device": str(device), "dtype": dtype, "frames": frames,
             "profile": profile["name"], "configs": out}
+
+
+def _times(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}x"
 
 
 def summary_lines(result: dict) -> list[str]:
@@ -115,6 +123,6 @@ def summary_lines(result: dict) -> list[str]:
              "|---|---|---|---|---|---|"]
     for name, v in result["configs"].items():
         lines.append(f"| {name} | {v['wall_s'] * 1e3:.1f} | {v['speedup_vs_compiled']:.2f}x "
-                     f"| {v['projected_speedup_vs_compiled']:.2f}x | {'yes' if v['lossless'] else 'NO'} "
+                     f"| {_times(v['projected_speedup_vs_compiled'])} | {'yes' if v['lossless'] else 'NO'} "
                      f"| {'–' if v['replay_exact'] is None else ('yes' if v['replay_exact'] else 'NO')} |")
     return lines
