@@ -236,6 +236,13 @@ def bench_dir():
     return f"{RESULTS}/bench"
 
 
+def adapter_levels_json():
+    """Each registered adapter's level and ``vlm_only`` (whether a decode head reads the drafter), the only
+    adapter settings the projection reads: a hyperparameter edit reruns it only through the benchmark."""
+    levels = {n: {"level": e["level"], "vlm_only": e.get("vlm_only", False)} for n, e in config["adapters"].items()}
+    return json.dumps({"adapters": levels}, sort_keys=True)
+
+
 def benchmark_adapters(names=None):
     """Trained adapters that benchmark configurations ``names`` (default: all) load (from the adapter stage)."""
     configs = config["benchmark"]["configs"]

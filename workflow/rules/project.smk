@@ -21,7 +21,7 @@ rule project:
         software_env()
     params:
         code=code_digest("profiling.cli"),
-        cfg=config_json("adapters"),
+        cfg=adapter_levels_json(),
     shell:
         "eventspec project {input.summary} --config-json {params.cfg:q} --toy --out {output.projection}"
         " --markdown {output.table} > {log} 2>&1"
