@@ -51,7 +51,7 @@ def measured_ratios(summary: dict) -> dict[str, float | None]:
     step_compiled = compiled["step_s"] if compiled else None
     step = step_compiled or step_eager
     widths = (compiled or eager or {}).get("verify_by_width", {})
-    one = widths.get("1")
+    one = step  # the one-token verify is the decode step on that path (as in the reference column)
     reference = (compiled or eager or {}).get("config")
     greedy = summary["configs"].get(reference, {})
     drafter_prefill = [c["drafter_prefill_s_mean"] for c in summary["configs"].values() if c.get("drafter_prefill_s_mean")]
