@@ -29,6 +29,7 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/benchmark.smk"
+include: "workflow/rules/project.smk"
 include: "workflow/rules/figures.smk"
 
 

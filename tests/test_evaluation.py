@@ -228,17 +228,34 @@ def test_two_phase_runs_and_refuses_swapped_roles(world, tmp_path):
     draw(tmp_path, "stage_timeline", tmp_path / "pair/acceptance_metrics.json", tau=0.85)
 
 
-def test_timing_from_a_benchmark_summary(tmp_path):
-    summary = {"configs": {"vl_baseline": {"prefill_s_mean": 0.2, "decode_s_mean": 0.5, "tokens_mean": 11,
-                                           "drafter_prefill_s_mean": 0.0},
+def test_timing_from_a_benchmark_summary_uses_the_strongest_peer(tmp_path):
+    summary = {"strongest_peer": "compiled",
+               "component_costs_s": {"verifier_prefill_median": 0.25},
+               "configs": {"vl_baseline": {"prefill_s_mean": 0.2, "decode_s_mean": 0.5, "wall_s_median": 0.7,
+                                           "tokens_mean": 11, "drafter_prefill_s_mean": 0.0},
+                           "compiled": {"prefill_s_mean": 0.2, "wall_s_median": 0.4, "tokens_mean": 11},
                            "spec": {"drafter_prefill_s_mean": 0.05}}}
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     timing, source = load_timing(eval_cfg(), tmp_path / "summary.json")
-    assert (timing.vl_prefill_ms, timing.vl_decode_ms, timing.egpt_prefill_ms) == pytest.approx((200, 50, 50))
-    assert str(tmp_path / "summary.json") in source and "evaluate.timing" in source
+    assert (timing.vl_prefill_ms, timing.vl_decode_ms, timing.egpt_prefill_ms) == pytest.approx((200, 20, 50))
+    assert str(tmp_path / "summary.json") in source and "strongest peer" in source
+    summary["strongest_peer"] = "hf"  # transformers' generate reports no prefill: the run's median
+    summary["configs"]["hf"] = {"prefill_s_mean": None, "wall_s_median": 0.45, "tokens_mean": 11}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    timing, _ = load_timing(eval_cfg(), tmp_path / "summary.json")
+    assert (timing.vl_prefill_ms, timing.vl_decode_ms) == pytest.approx((250, 20))
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(AdapterError, match="bad.json"):
         load_timing(eval_cfg(), tmp_path / "bad.json")
+
+
+def test_timing_from_a_profile_takes_the_strongest_greedy_step():
+    timing, source = load_timing(eval_cfg(profile="h200-bf16"), "ignored.json")
+    assert timing.vl_decode_ms == pytest.approx(6.0)  # compiled step, not the eager 17.7 nor generate's 21.3
+    assert (timing.vl_prefill_ms, timing.egpt_prefill_ms, timing.adapter_ms) == pytest.approx((71.2, 35.5, 1.6))
+    assert "h200-bf16" in source
+    timing, _ = load_timing(eval_cfg(profile="seeds-4bit-2gpu"))
+    assert timing.vl_decode_ms == pytest.approx(691 / 49, rel=1e-4) and timing.vl_prefill_ms == pytest.approx(326)
 
 
 def test_cli_and_report(world, tmp_path, capsys):

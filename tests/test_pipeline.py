@@ -121,7 +121,7 @@ def test_docstring_and_comment_edits_rerun_nothing(finished, source):
 DOWNSTREAM_OF_TRAINING = {
     "train_adapter": 2, "figure_training_curves": 2, "evaluate_adapter": 2, "evaluate_two_phase": 1,
     "figure_metrics_summary": 2, "figure_stage_timeline": 3, "figure_token_metrics": 2, "figure_adapter_comparison": 1,
-    "report": 1, "benchmark": 1,
+    "report": 1, "benchmark": 1, "project": 1,
     "figure_benchmark_acceptance": 1, "figure_benchmark_breakdown": 1, "figure_benchmark_histogram": 1,
     "figure_benchmark_speedup": 1, "figure_benchmark_timeline": 1,
 }
@@ -218,7 +218,7 @@ def test_one_adapters_hyperparameter_reruns_only_that_adapter_and_what_reads_it(
     assert jobs == {
         "train_adapter": 1, "figure_training_curves": 1, "evaluate_adapter": 1, "evaluate_two_phase": 1,
         "figure_metrics_summary": 1, "figure_stage_timeline": 2, "figure_token_metrics": 1,
-        "figure_adapter_comparison": 1, "report": 1, "benchmark": 1, "figure_benchmark_acceptance": 1,
+        "figure_adapter_comparison": 1, "report": 1, "benchmark": 1, "project": 1, "figure_benchmark_acceptance": 1,
         "figure_benchmark_breakdown": 1, "figure_benchmark_histogram": 1, "figure_benchmark_speedup": 1,
         "figure_benchmark_timeline": 1,
     }

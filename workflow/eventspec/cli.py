@@ -19,6 +19,7 @@ USER_ERRORS = {
     "eventspec.dsec": "DataError",
     "eventspec.extract": "ExtractionError",
     "eventspec.models.loading": "ModelLoadError",
+    "eventspec.profiling.costs": "ProfileError",
     "eventspec.store": "StoreError",
 }
 """Errors reported as a message (exit 2), not a traceback. Stages import their modules lazily, so a command
@@ -412,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("out")
     p.set_defaults(func=cmd_digest)
+
+    from .profiling.cli import add_parsers
+
+    add_parsers(sub, _add_config_args)
     return parser
 
 

@@ -164,6 +164,7 @@ def all_targets():
     if config["data"]["source"] == "toy":
         targets.append(f"{RESULTS}/models/toy_eval.json")
     targets.append(f"{bench_dir()}/summary.json")
+    targets.append(f"{RESULTS}/report/PROJECTION.md")
     if frames_sweep_configs():
         targets.append(frames_summary())
     return targets + figure_targets()
@@ -233,6 +234,13 @@ def bench_dir():
     """The benchmark's output directory. Rules pass output directories as params functions of the
     wildcards (the workflow assumes a shared filesystem, as SLURM clusters have)."""
     return f"{RESULTS}/bench"
+
+
+def adapter_levels_json():
+    """Each registered adapter's level and ``vlm_only`` (whether a decode head reads the drafter), the only
+    adapter settings the projection reads: a hyperparameter edit reruns it only through the benchmark."""
+    levels = {n: {"level": e["level"], "vlm_only": e.get("vlm_only", False)} for n, e in config["adapters"].items()}
+    return json.dumps({"adapters": levels}, sort_keys=True)
 
 
 def benchmark_adapters(names=None):
