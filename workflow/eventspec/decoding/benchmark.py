@@ -60,6 +60,8 @@ from .. import store
 from ..config import ConfigError
 from ..models.drafter import load_drafter
 from ..models.verifier import load_verifier
+from ..profiling.costs import load_profile
+from ..profiling.ratios import cost_ratios
 from ..schemas import write_json
 from .clock import now
 from .concurrent import DrafterWorker, DraftJob, InProcessDrafter
@@ -74,6 +76,8 @@ from .static_step import StaticStep
 from .timed import Generated, timed_greedy, timed_speculative
 from .track import crop, forward, prefill
 
+REFERENCE_PROFILE = "h200-bf16"
+"""The real pair's cost profile the run's cost ratios are set beside (DESIGN §4: the toy as a wind tunnel)."""
 TABLE_WARMUP = 3
 """Untimed forwards per width before a baseline's first verify-width sample (allocation, compilation)."""
 
@@ -399,6 +403,7 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
         "elapsed_s": time.perf_counter() - t_start, "tie_tolerance": tolerance,
     }
     summary = summarize(rows, plans, baselines, failures, recompiles, settings)
+    summary["cost_ratios"] = cost_ratios(summary, load_profile(REFERENCE_PROFILE))
     write_json(out_dir / "summary.json", summary, "bench_summary")
     (out_dir / "summary.md").write_text(markdown(summary))
     late = {name: n for name, n in recompiles.items() if n}

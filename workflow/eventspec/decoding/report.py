@@ -27,6 +27,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from ..profiling.ratios import markdown as ratio_table
+
 BASELINE = "vl_baseline"
 BOOTSTRAP = 2000
 """Bootstrap resamples of the held-out pairs per interval."""
@@ -237,7 +239,8 @@ def markdown(summary: dict) -> str:
                      f"| {_f(s['efficiency'], '.2f')} | {_f(s['prefill_s_mean'], '.2f', 1e3)} "
                      f"| {_f(s['decode_s_mean'], '.2f', 1e3)} | {early} | {s['ties']} ({s['tie_divergences']} div.) "
                      f"| {s['recompiles_after_warmup']} | {'yes' if s['lossless'] else 'NO'} |")
-    return intro + head + "\n".join(lines) + "\n"
+    ratios = ratio_table(summary["cost_ratios"]) + "\n" if summary.get("cost_ratios") else ""
+    return intro + ratios + head + "\n".join(lines) + "\n"
 
 
 FRAMES_FIELDS = ("speedup_vs_peer", "speedup", "tau", "prefill_s_mean", "drafter_prefill_s_mean", "early_drafts_mean",

@@ -86,6 +86,16 @@ def verifier_prefill(profile: dict, frames: int) -> float:
     return by_frames[str(frames)]
 
 
+def path_baseline(by_path: dict, *paths: str) -> dict | None:
+    """The fastest baseline (smallest one-token step) of the first of ``paths`` present in ``component_costs_s``
+    ``baseline_by_path``, whose keys are ``<path>/<threads>t`` (one per thread count), or a bare ``<path>``."""
+    for path in paths:
+        found = [ref for key, ref in by_path.items() if key == path or key.startswith(f"{path}/")]
+        if found:
+            return min(found, key=lambda ref: ref["step_s"])
+    return None
+
+
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -100,7 +110,7 @@ def from_summary(summary: dict, traces: dict[str, list[dict]], name: str = "toy-
     by_path = costs["baseline_by_path"]
     configs = summary["configs"]
     frames = summary["settings"].get("frames", 8)
-    eager = by_path.get("dynamic") or by_path.get("static")
+    eager = path_baseline(by_path, "dynamic", "static")
     if eager is None:
         raise ProfileError("summary: no baseline on an eager verifier path (vl_baseline) in component_costs_s")
 
@@ -109,7 +119,7 @@ def from_summary(summary: dict, traces: dict[str, list[dict]], name: str = "toy-
             return None
         return {"1": ref["step_s"]} | {k: v for k, v in ref["verify_by_width"].items() if k != "1"}
 
-    compiled = by_path.get("compiled")
+    compiled = path_baseline(by_path, "compiled")
     draft = costs.get("draft_by_config", {})
     heads = [draft[n] for n, c in configs.items() if c["settings"].get("decode_adapter") and draft.get(n)]
     token = [draft[n] for n, c in configs.items() if c["kind"] == "token_sd" and draft.get(n)]

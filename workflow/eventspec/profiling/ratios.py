@@ -45,8 +45,8 @@ def measured_ratios(summary: dict) -> dict[str, float | None]:
     """The ratios of one benchmark run (tolerant of added fields)."""
     costs = summary["component_costs_s"]
     by_path = costs["baseline_by_path"]
-    eager = by_path.get("dynamic") or by_path.get("static")
-    compiled = by_path.get("compiled")
+    eager = C.path_baseline(by_path, "dynamic", "static")
+    compiled = C.path_baseline(by_path, "compiled")
     step_eager = eager["step_s"] if eager else None
     step_compiled = compiled["step_s"] if compiled else None
     step = step_compiled or step_eager
