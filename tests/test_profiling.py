@@ -163,7 +163,8 @@ def test_cost_ratios_from_a_synthetic_summary_by_hand():
 
 
 def test_replay_reproduces_the_recorded_accept_lengths(tiny_world, tiny_models):
-    from eventspec.decoding.engine import baseline_generate, speculative_generate
+    from eventspec.decoding.timed import timed_greedy as baseline_generate
+    from eventspec.decoding.timed import timed_speculative as speculative_generate
     from eventspec.decoding.replay import ReplayDrafter
     from eventspec.models.verifier import load_verifier
 

@@ -57,6 +57,14 @@ class Plan:
         return max(self.gamma, self.prefill_drafts) + 1
 
 
+def verifier_path(c: dict) -> str | None:
+    """The verifier step a configuration runs: ``dynamic``, ``static`` or ``compiled`` (None: transformers'
+    ``generate``, whose steps we do not see)."""
+    if c["kind"] == "hf_generate":
+        return None
+    return "compiled" if c.get("compile") else c.get("cache", "dynamic")
+
+
 def make_plan(name: str, c: dict, heads: dict, bench: dict, verifier_device: str, drafter_device: str) -> Plan:
     """The plan of configuration ``name`` (``c``: its validated config entry; ``heads``: decode heads by name,
     each with ``.uses``)."""
@@ -88,7 +96,7 @@ def make_plan(name: str, c: dict, heads: dict, bench: dict, verifier_device: str
         role = "peer"
     in_worker = job is not None and bench["concurrent"]
     threads = c.get("threads") or bench["threads"] + (0 if in_worker else bench["worker_threads"])
-    path = None if kind == "hf_generate" else ("compiled" if c.get("compile") else c.get("cache", "dynamic"))
+    path = verifier_path(c)
     devices = (verifier_device,) + ((drafter_device,) if job is not None and drafter_device != verifier_device else ())
     return Plan(name, kind, role, path, job, prefill_drafts, returns_state, in_worker, threads, devices,
                 gamma=c.get("gamma", 0) if kind in ("prompt_lookup", "token_sd", "speculative", "oracle") else 0,

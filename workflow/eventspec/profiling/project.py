@@ -27,7 +27,7 @@ import math
 import statistics
 from pathlib import Path
 
-from ..decoding.benchmark import verifier_path
+from ..decoding.plan import verifier_path
 from . import costs as C
 
 CEILING = "ceiling"

@@ -19,9 +19,10 @@ from types import SimpleNamespace
 
 import torch
 
-from ..decoding.engine import baseline_generate, speculative_generate
 from ..decoding.replay import ReplayDrafter, decode_rounds
 from ..decoding.static_step import StaticStep
+from ..decoding.timed import timed_greedy as baseline_generate
+from ..decoding.timed import timed_speculative as speculative_generate
 from ..models.backend import PrefillInputs
 from ..models.verifier import VerifierBackend
 from . import measure
@@ -74,8 +75,10 @@ def run_replay(trace: str | Path, profile: dict, size: str = "real", device: str
     torch_dtype = getattr(torch, dtype)
     verifier, inputs = real_shaped_verifier(size, device, torch_dtype, frames)
     vocab = verifier.embed.num_embeddings
-    compiled = StaticStep(verifier, compile=True)
-    eager = StaticStep(verifier, compile=False)
+    compiled = StaticStep(verifier, compile=True, widest=gamma + 1)
+    eager = StaticStep(verifier, compile=False, widest=gamma + 1)
+    for step in (compiled, eager):  # once, at the run's largest size (a reallocation would recompile)
+        step.allocate(inputs.input_ids.shape[1] + max_new + 1 + max(step.buckets))
     shapes = measure.Shapes(size)
     head = measure.eagle_step(shapes, torch_dtype, device, inputs.input_ids.shape[1])
     answers = {"eager": baseline_generate(verifier, inputs, max_new, eager).tokens,
