@@ -73,7 +73,7 @@ from ..models.verifier import load_verifier
 from ..schemas import write_json
 from .clock import now
 from .concurrent import DrafterWorker, DraftJob, InProcessDrafter
-from .drafting import HeadDrafter, TokenDrafter
+from .drafting import HeadDrafter, TokenDrafter, reads_drafter
 from .oracle import OracleHead, OraclePrefill, answer_hidden
 from .engine import (
     AnswerCheck, Generated, LosslessError, baseline_generate, check_answer, speculative_generate,
@@ -113,7 +113,7 @@ def runs_drafter(c: dict, heads: dict) -> bool:
     oracle with prefill drafts, or a decode head reading the drafter's states."""
     head = heads.get(c.get("decode_adapter"))
     return (c["kind"] == "token_sd" or bool(c.get("prefill_adapter"))
-            or (c["kind"] == "oracle" and c["prefill_drafts"] > 0) or (head is not None and "drafter" in head.uses))
+            or (c["kind"] == "oracle" and c["prefill_drafts"] > 0) or (head is not None and reads_drafter(head)))
 
 
 def role(c: dict, heads: dict) -> str:
@@ -123,7 +123,7 @@ def role(c: dict, heads: dict) -> str:
     if c["kind"] == "oracle":
         return "ceiling"
     head = heads.get(c.get("decode_adapter"))
-    if c.get("prefill_adapter") or (head is not None and "drafter" in head.uses):
+    if c.get("prefill_adapter") or (head is not None and reads_drafter(head)):
         return "method"
     return "peer"
 
