@@ -36,6 +36,7 @@ from ..models.backend import Backend, PrefillInputs
 from .clock import now
 from .static_step import StaticStep
 from .track import Track, crop, forward, prefill
+from .tree import DraftTree, verify_tree
 
 TIE_TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 """Relative logit margin under which two tokens count as tied (about 2^-17 / 2^-9 / 2^-6 of the logit)."""
@@ -155,7 +156,7 @@ def speculative_generate(
     if drafter is not None:
         drafter.start(job)
     try:
-        track = prefill(verifier, inputs, step, max_new_tokens + 1)
+        track = prefill(verifier, inputs, step, max_new_tokens + 1 + getattr(source, "width", 0))
         t1 = now(device)
     finally:  # collect the job even if the prefill failed, so the next job's reply is not this one's
         got = drafter.finish() if drafter is not None else None
@@ -187,8 +188,13 @@ def speculative_generate(
         else:
             drafts = []
         t_drafted = now(device)
-        accepted, bonus = verify(track, answer[-1], drafts)
-        done = emit(answer, [*drafts[:accepted], bonus], eos, max_new_tokens)
+        if isinstance(drafts, DraftTree):  # EAGLE-2 draft tree (decoding.tree)
+            path, bonus = verify_tree(track, answer[-1], drafts)
+            accepted, tokens = len(path), [*path, bonus]
+        else:
+            accepted, bonus = verify(track, answer[-1], drafts)
+            tokens = [*drafts[:accepted], bonus]
+        done = emit(answer, tokens, eos, max_new_tokens)
         result.rounds.append(Round(len(drafts), accepted, 0.0 if from_prefill else t_drafted - t,
                                    now(device) - t_drafted, from_prefill))
         if from_prefill:
