@@ -81,6 +81,7 @@ from .engine import (
 from .peers import PromptLookupDrafter, hf_generate
 from .static_step import StaticStep
 from .track import crop, forward, prefill
+from .tree import TreeDrafter
 
 BASELINE = "vl_baseline"
 TABLE_WARMUP = 3
@@ -212,14 +213,17 @@ class Runner:
             source = TokenDrafter()
             job = DraftJob(events, question, "token", c["prefill_drafts"], eos=self.verifier.eos_token_id)
         else:
-            if c.get("decode_adapter"):
+            if c.get("tree"):
+                source = TreeDrafter(self.heads[c["decode_adapter"]], self.verifier, **c["tree"], compile=c["compile"])
+            elif c.get("decode_adapter"):
                 source = HeadDrafter(self.heads[c["decode_adapter"]], self.verifier, c["adaptive"], c["compile"])
             if c.get("prefill_adapter") or (source is not None and source.uses_drafter):
                 job = DraftJob(events, question, c.get("prefill_adapter"),
                                c["prefill_drafts"] if c.get("prefill_adapter") else 0, c["feed_own"],
                                return_state=source is not None and source.uses_drafter, eos=self.verifier.eos_token_id)
         worker = self.worker if job is not None else None
-        return speculative_generate(self.verifier, inputs, max_new, source, c.get("gamma", 0), worker, job,
+        gamma = c["tree"]["depth"] if c.get("tree") else c.get("gamma", 0)
+        return speculative_generate(self.verifier, inputs, max_new, source, gamma, worker, job,
                                     self.drafter, step)
 
     def run_pair(self, names: list[str], frames, events, question: str, max_new: int,
@@ -330,12 +334,13 @@ def total(recs: list[dict], key: str = "wall_s") -> float:
 
 def path_widths(configs: dict) -> dict[str, list[int]]:
     """Per verifier path, the verify widths its configurations can use: 1 to the most drafts of a round
-    (``gamma`` or ``prefill_drafts``) plus the pending token."""
+    (``gamma``, ``prefill_drafts`` or a tree's node budget) plus the pending token."""
     most: dict[str, int] = {}
     for c in configs.values():
         path = verifier_path(c)
         if path is not None:
-            most[path] = max(most.get(path, 1), c.get("gamma", 0) + 1, c.get("prefill_drafts", 0) + 1)
+            most[path] = max(most.get(path, 1), c.get("gamma", 0) + 1, c.get("prefill_drafts", 0) + 1,
+                             (c.get("tree") or {}).get("budget", 0) + 1)
     return {path: list(range(1, n + 1)) for path, n in most.items()}
 
 
@@ -505,6 +510,9 @@ def checked_names(bench: dict, names: list[str] | None) -> list[str]:
         if c["compile"] and (c["cache"] != "static" or c["kind"] == "hf_generate"):
             raise ConfigError(f"benchmark.configs.{name}.compile: our engine compiles only a static-cache verifier"
                               " step (set cache: static; hf_generate compiles its static step itself on CUDA)")
+        if c.get("tree") and (c["cache"] != "static" or not c.get("decode_adapter")):
+            raise ConfigError(f"benchmark.configs.{name}.tree: draft trees need a decode_adapter and cache: static "
+                              "(the tree is verified with a 4-D mask on the static cache)")
     return names
 
 
