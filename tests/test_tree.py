@@ -134,3 +134,27 @@ def test_head_grown_trees_are_lossless(pair, samples, tree_steps, level, compile
         gen = run(pair, samples, i, source=source, gamma=4, step=tree_steps["compiled" if compile else "static"])
         assert gen.tokens == reference(pair, samples, i).tokens
         assert all(0 < r.drafted <= BUDGET for r in gen.rounds if not r.from_prefill and r.drafted)
+
+
+def test_benchmark_runs_tree_configurations_with_and_without_prefill_hiding(tiny_world, tiny_models, tmp_path):
+    from eventspec.decoding.benchmark import run_benchmark
+    from test_decoding import bench_config, write_random_adapter
+
+    hidden = tiny_world[0]["toy_models"]["llm"]["hidden"]
+    head = {"hyperparams": {"num_heads": 2, "ffn_dim": 32, "max_positions": 64}, "use_token_embedding": True}
+    for name, entry in {"L4": {"level": "L4", "hyperparams": {"num_heads": 2, "ffn_dim": 32}},
+                        "B1_tok": {"level": "B1", "vlm_only": True, **head}, "B1E": {"level": "B1E", **head}}.items():
+        write_random_adapter(tmp_path, name, entry, hidden, hidden)
+    tree = {"depth": 3, "top_k": 2, "budget": 5}
+    static = {"kind": "speculative", "cache": "static", "tree": tree}  # compiled trees: test_head_grown_trees_...
+    configs = {"vl_baseline": {"kind": "baseline"}, "vl_baseline_static": {"kind": "baseline", "cache": "static"},
+               "B1_tok_tree": static | {"decode_adapter": "B1_tok"}, "B1E_tree": static | {"decode_adapter": "B1E"},
+               "L4+B1E_tree": static | {"decode_adapter": "B1E", "prefill_adapter": "L4"}}
+    cfg = bench_config(tiny_world, tiny_models, tmp_path, configs=configs, concurrent=False, warmup=0, repeats=1,
+                       max_samples=2)
+    summary = run_benchmark(cfg, tiny_world[1]["test"][0], tmp_path / "bench", list(configs))
+    s = summary["configs"]
+    assert all(s[n]["lossless"] for n in configs)  # run_benchmark raises on any non-tie token difference too
+    assert [s[n]["role"] for n in configs] == ["peer", "peer", "peer", "method", "method"]
+    assert set(summary["component_costs_s"]["baseline_by_path"]["static"]["verify_by_width"]) >= {"6"}
+    assert s["L4+B1E_tree"]["early_drafts_mean"] > 0 and s["B1E_tree"]["early_drafts_mean"] == 0
