@@ -184,7 +184,7 @@ def test_dry_run_of_a_real_config_shows_each_adapters_settings_and_devices(tmp_p
     out = res.stdout + res.stderr
     assert ("train_adapter adapters.L4: L4 at the seeds' scale, hyperparams alpha=0.1, dropout=0.1, ffn_dim=2048, "
             "num_heads=8, num_layers=1; epochs 50, batch_size 16, learning_rate 0.0001, early_stopping 10") in out
-    assert out.count("train_adapter adapters.") == 13 and "toy_adapters" not in out
+    assert out.count("train_adapter adapters.") == 14 and "toy_adapters" not in out
     evaluate = out[out.index("rule evaluate_adapter:"):]
     evaluate = evaluate[: evaluate.index("Shell command")]
     assert "threads: 4" in evaluate and "gpu=1" in evaluate, evaluate
