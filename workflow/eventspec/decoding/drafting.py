@@ -114,6 +114,10 @@ def reads_drafter(head: torch.nn.Module) -> bool:
 CATCH_UP = 8
 """Known positions a cached head reads per call (padded to it, so a compiled step sees one shape)."""
 
+COMPILED_VARIANTS = 64
+"""Compiled variants of the head step one process may hold: per head (a benchmark loads several), the draft,
+catch-up and tree widths, chain and tree masks. Dynamo's default (8) would send the rest back to eager."""
+
 
 class HeadDrafter:
     """γ drafts per round from a decode head, none past a drafted EOS; ``adaptive`` > 0 stops a round once
@@ -143,6 +147,8 @@ class HeadDrafter:
 
             self.cache = HeadCache(head, head.max_positions + CATCH_UP + spare_slots)
             self.slot_ids = torch.arange(self.cache.slots, device=_device(head))
+            if compile:
+                torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILED_VARIANTS)
             self.step = torch.compile(self._step, dynamic=False) if compile else self._step
         else:
             self.predict = torch.compile(self._predict, dynamic=True) if compile else self._predict

@@ -124,8 +124,8 @@ class TreeDrafter:
         pool_tokens, pool_scores = [top.indices], [top.values]
         pool_parents = [torch.full((self.top_k,), -1, device=logits.device)]
         frontier = torch.arange(self.top_k, device=logits.device)  # pool indices of the last depth's best nodes
-        states = predicted.expand(self.top_k, -1)  # their input: the parent's predicted verifier state
-        visible = (hd.slot_ids < n).expand(self.top_k, -1)  # their ancestors' head slots (the answer so far)
+        states = predicted.repeat(self.top_k, 1)  # their input: the parent's predicted verifier state
+        visible = (hd.slot_ids < n).repeat(self.top_k, 1)  # their ancestors' head slots (the answer so far)
         size = self.top_k
         for d in range(1, depth):
             slots = hd.slot_ids[n + (d - 1) * self.top_k : n + d * self.top_k]
