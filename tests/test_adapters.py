@@ -74,6 +74,8 @@ def decode_inputs(model, B=2, T=7, generator=None):
         inputs["verifier_hidden"] = torch.randn(B, T, DV, generator=generator)
     if model.use_token_embedding:
         inputs["token_embeds"] = torch.randn(B, T, DV, generator=generator)
+    if "drafter_prompt" in model.uses:  # B1E: one drafter state per pair, not per position
+        inputs["drafter_prompt"] = torch.randn(B, DD, generator=generator)
     return inputs
 
 
@@ -90,7 +92,8 @@ def test_shapes_with_different_dims(level, token):
 
 def test_decode_heads_declare_their_inputs():
     uses = {level: build_adapter(level, DD, DV, **SMALL_ATTENTION).uses for level in DECODE_LEVELS}
-    assert uses == {"L5": {"drafter"}, "B1": {"verifier"}, "L5F": {"drafter", "verifier"}}
+    assert uses == {"L5": {"drafter"}, "B1": {"verifier"}, "L5F": {"drafter", "verifier"},
+                    "B1E": {"verifier", "drafter_prompt"}}
 
 
 @pytest.mark.parametrize("level", ["L4", *DECODE_LEVELS])
@@ -99,12 +102,13 @@ def test_outputs_depend_only_on_earlier_positions(level):
     hparams = {"num_heads": 2, "ffn_dim": 32} | ({} if level == "L4" else {"max_positions": 32})
     model = build_adapter(level, DD, DV, use_token_embedding=level != "L4", **hparams).eval()
     inputs = {"drafter_hidden": torch.randn(1, 9, DD)} if level == "L4" else decode_inputs(model, 1, 9)
+    per_pair = {k: inputs.pop(k) for k in ("drafter_prompt",) if k in inputs}  # B1E's is not per position
     changed = {k: v.clone() for k, v in inputs.items()}
     for v in changed.values():
         v[:, 5:] += 3.0
     with torch.no_grad():
-        before, after = model(**inputs), model(**changed)
-        prefix = model(**{k: v[:, :5] for k, v in inputs.items()})
+        before, after = model(**inputs, **per_pair), model(**changed, **per_pair)
+        prefix = model(**{k: v[:, :5] for k, v in inputs.items()}, **per_pair)
     assert torch.allclose(before[:, :5], after[:, :5], atol=1e-5)
     assert not torch.allclose(before[:, 5:], after[:, 5:], atol=1e-3)
     assert torch.allclose(prefix, before[:, :5], atol=1e-5)

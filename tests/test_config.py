@@ -125,7 +125,7 @@ TOY_SCALE = {  # what every toy entry of a level trained with before and after t
     "L5": {"hyperparams": {"num_heads": 4, "ffn_dim": 256, "max_positions": 64}, "epochs": 2, "batch_size": 128,
            "learning_rate": 0.002},
 }
-TOY_SCALE["L5F"] = TOY_SCALE["B1"] = TOY_SCALE["L5"]
+TOY_SCALE["L5F"] = TOY_SCALE["B1"] = TOY_SCALE["B1E"] = TOY_SCALE["L5"]
 REAL = {
     "data": {"source": "dsec", "root": "/data/DSEC", "sequences": {"train": ["zurich_city_00_a"], "test": ["zurich_city_01_a"]}},
     "samples": {"questions": "dsec"},
@@ -155,7 +155,7 @@ def test_a_real_config_trains_the_seeds_adapters(tmp_path):
     adapters = merged(tmp_path / "real.yaml")["adapters"]
     assert training(adapters["L4"]) == {"hyperparams": {}, "epochs": 50, "batch_size": 16, "learning_rate": 0.0001}
     assert DEFAULT_HPARAMS["L4"] | {"num_heads": 8, "ffn_dim": 2048} == DEFAULT_HPARAMS["L4"]  # built at 4096 dims
-    assert len(adapters) == 13
+    assert len(adapters) == 14
     for name, entry in adapters.items():
         level = "B1" if entry["vlm_only"] else entry["level"]
         assert training(entry) == {"hyperparams": {}, **SEED_TRAINING[level]}, name
@@ -184,7 +184,7 @@ def test_dry_run_of_a_real_config_shows_each_adapters_settings_and_devices(tmp_p
     out = res.stdout + res.stderr
     assert ("train_adapter adapters.L4: L4 at the seeds' scale, hyperparams alpha=0.1, dropout=0.1, ffn_dim=2048, "
             "num_heads=8, num_layers=1; epochs 50, batch_size 16, learning_rate 0.0001, early_stopping 10") in out
-    assert out.count("train_adapter adapters.") == 13 and "toy_adapters" not in out
+    assert out.count("train_adapter adapters.") == 14 and "toy_adapters" not in out
     evaluate = out[out.index("rule evaluate_adapter:"):]
     evaluate = evaluate[: evaluate.index("Shell command")]
     assert "threads: 4" in evaluate and "gpu=1" in evaluate, evaluate

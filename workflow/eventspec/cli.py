@@ -246,6 +246,17 @@ def cmd_evaluate(args) -> None:
           f"token-exact {overall['estimated_speedup_e2e_token_exact']:.2f}", file=sys.stderr)
 
 
+def cmd_compare_heads(args) -> None:
+    from .evaluation.compare import compare_heads, verdict
+
+    cfg = _torch_config(args)
+    section = evaluation_settings(cfg, args)
+    verifier = args.verifier or cfg["models"]["verifier"]["path"]
+    result = compare_heads(adapter_directory(args.reference), adapter_directory(args.candidate), args.test_data,
+                           args.lm_head, verifier, section, args.output_dir, args.resamples, cfg["train"]["seed"])
+    print(verdict(result), file=sys.stderr)
+
+
 def cmd_report(args) -> None:
     from .evaluation.report import write_report
 
@@ -402,6 +413,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench-summary", help="measured benchmark summary.json (overrides evaluate.bench_summary)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare-heads", help="Stage 3: two decode heads' token-exact tau per round on the same "
+                       "held-out pairs, paired bootstrap interval (B1E vs B1: does the event camera add acceptance?)")
+    _add_config_args(p)
+    p.add_argument("--reference", required=True, help="reference decode head directory (e.g. results/adapters/B1_tok)")
+    p.add_argument("--candidate", required=True, help="candidate decode head directory (e.g. results/adapters/B1E)")
+    p.add_argument("--test_data", required=True, help="held-out feature store (.zarr)")
+    p.add_argument("--lm_head", required=True, help="verifier LM head safetensors")
+    p.add_argument("--verifier", help="verifier model directory, for token embeddings (default: models.verifier.path)")
+    p.add_argument("--output_dir", required=True, help="where head_comparison.json goes")
+    p.add_argument("--batch_size", type=int, help="override evaluate.batch_size")
+    p.add_argument("--gamma_decode", type=int, help="override evaluate.gamma")
+    p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.set_defaults(func=cmd_compare_heads, egpt_prefill_ms=None, vl_prefill_ms=None)
 
     p = sub.add_parser("report", help="METRICS_COMPARISON.md: one row per adapter from their acceptance_metrics.json")
     _add_config_args(p)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 
 PREFILL_LEVELS = ("L1", "L2", "L3", "L4")
-DECODE_LEVELS = ("L5", "L5F", "B1")
+DECODE_LEVELS = ("L5", "L5F", "B1", "B1E")
 LEVELS = PREFILL_LEVELS + DECODE_LEVELS
 
 # The seeds' defaults per level (seeds/001 "Stage 2", seeds/003 "Arguments by Level"); a registry entry's
@@ -31,10 +31,11 @@ DEFAULT_HPARAMS = {
     "L5": {"num_heads": 8, "num_layers": 1, "ffn_dim": 2048, "dropout": 0.1, "max_positions": 512},
     "L5F": {"num_heads": 8, "num_layers": 1, "ffn_dim": 2048, "dropout": 0.1, "max_positions": 512},
     "B1": {"num_heads": 8, "num_layers": 1, "ffn_dim": 2048, "dropout": 0.1, "max_positions": 512},
+    "B1E": {"num_heads": 8, "num_layers": 1, "ffn_dim": 2048, "dropout": 0.1, "max_positions": 512},
 }
 
 # The seeds' training runs per level: L1-L4 from seeds/003 ("Training Adapters": L3 batch 32 at 5e-4, L4 batch 16
-# at 1e-4), the decode heads from seeds/001 ("Stage 2": L5 and L5F 100 epochs, B1 50, batch 64, the 1e-3 default).
+# at 1e-4), the decode heads from seeds/001 (B1E, added here, trains as B1) ("Stage 2": L5 and L5F 100 epochs, B1 50, batch 64, the 1e-3 default).
 # seeds/001's L4 production run used 300 epochs, batch 64, early_stopping 50: set them in its entry to repeat it.
 SEED_TRAINING = {
     "L1": {"epochs": 50, "batch_size": 64, "learning_rate": 0.001},
@@ -44,6 +45,7 @@ SEED_TRAINING = {
     "L5": {"epochs": 100, "batch_size": 64, "learning_rate": 0.001},
     "L5F": {"epochs": 100, "batch_size": 64, "learning_rate": 0.001},
     "B1": {"epochs": 50, "batch_size": 64, "learning_rate": 0.001},
+    "B1E": {"epochs": 50, "batch_size": 64, "learning_rate": 0.001},
 }
 TRAINING_KEYS = ("epochs", "batch_size", "learning_rate", "early_stopping")
 

@@ -161,6 +161,7 @@ def all_targets():
     targets = [feature_digest(s) for s in SPLITS] + [lm_head_file()]
     targets += [adapter_file(name, "best.safetensors") for name in trained_adapters()]
     targets.append(report_file())
+    targets += [evaluation_file(n, "head_comparison.json") for n in head_comparisons()]
     if config["data"]["source"] == "toy":
         targets.append(f"{RESULTS}/models/toy_eval.json")
     targets.append(f"{bench_dir()}/summary.json")
@@ -195,9 +196,19 @@ def two_phase_pairs():
     return [pair_name(p) for p in config["evaluate"]["two_phase"]]
 
 
+def head_comparisons():
+    """``<reference>__vs__<candidate>`` of each configured head comparison (evaluate.compare_heads)."""
+    trained = set(trained_adapters())
+    for i, pair in enumerate(config["evaluate"]["compare_heads"]):
+        missing = sorted({pair["reference"], pair["candidate"]} - trained)
+        if missing:
+            raise ValueError(f"evaluate.compare_heads[{i}]: {missing} not trained (adapters / train.only)")
+    return [f"{p['reference']}__vs__{p['candidate']}" for p in config["evaluate"]["compare_heads"]]
+
+
 def evaluation_json():
-    """The evaluate section without the pair list: adding a pair re-evaluates no adapter."""
-    section = {k: v for k, v in config["evaluate"].items() if k != "two_phase"}
+    """The evaluate section without the pair lists: adding a pair re-evaluates no adapter."""
+    section = {k: v for k, v in config["evaluate"].items() if k not in ("two_phase", "compare_heads")}
     return json.dumps({"evaluate": section}, sort_keys=True)
 
 

@@ -63,6 +63,38 @@ rule evaluate_two_phase:
         " --verifier {params.verifier} --output_dir {params.out} --threads {threads} 2> {log}"
 
 
+rule compare_heads:
+    input:
+        reference=lambda w: adapter_eval_inputs(w.reference),
+        candidate=lambda w: adapter_eval_inputs(w.candidate),
+        test=feature_digest("test"),
+        lm_head=lm_head_file(),
+    output:
+        evaluation_file("{reference}__vs__{candidate}", "head_comparison.json"),
+    log:
+        f"{RESULTS}/logs/compare_heads_{{reference}}__vs__{{candidate}}.log",
+    wildcard_constraints:
+        reference=REGISTERED,
+        candidate=REGISTERED,
+    conda:
+        software_env()
+    threads: stage_threads("evaluate")
+    resources:
+        gpu=stage_gpus("evaluate"),
+    params:
+        cfg=evaluation_json(),
+        code=code_digest("evaluation.compare", "evaluation.evaluate"),
+        test=feature_store("test"),
+        reference=lambda w: adapter_dir(w.reference),
+        candidate=lambda w: adapter_dir(w.candidate),
+        verifier=verifier_path,
+        out=lambda w: evaluation_dir(f"{w.reference}__vs__{w.candidate}"),
+    shell:
+        "eventspec compare-heads --config-json {params.cfg:q} --reference {params.reference}"
+        " --candidate {params.candidate} --test_data {params.test} --lm_head {input.lm_head}"
+        " --verifier {params.verifier} --output_dir {params.out} --threads {threads} 2> {log}"
+
+
 rule report:
     input:
         all_metrics(),

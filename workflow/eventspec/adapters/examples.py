@@ -8,7 +8,8 @@ Store convention: h_v[t] (``verifier_hidden``) produces token t;
 - Decode heads predict the next position: at head position t the inputs are
   ``drafter_hidden_tf[t+1]`` (the drafter after reading tokens <= t),
   ``verifier_hidden[t]`` and the embedding of token t; the target is h_v[t+1]
-  and token t+1. L5's alignment output is trained against the verifier state
+  and token t+1; B1E reads ``drafter_hidden_tf[0]`` (the drafter after its
+  prompt, before any answer token) once per pair. L5's alignment output is trained against the verifier state
   of its input's text prefix, which is the same h_v[t+1].
 """
 
@@ -46,6 +47,8 @@ def example(batch: FeatureBatch, model: torch.nn.Module, embedding: torch.Tensor
     inputs = {}
     if "drafter" in model.uses:
         inputs["drafter_hidden"] = batch.drafter[:, 1:].to(device).float()
+    if "drafter_prompt" in model.uses:  # the drafter's state after its prompt: one vector per pair
+        inputs["drafter_prompt"] = batch.drafter[:, 0].to(device).float()
     if "verifier" in model.uses:
         inputs["verifier_hidden"] = verifier[:, :-1]
     if model.use_token_embedding:

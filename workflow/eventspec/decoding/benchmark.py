@@ -75,6 +75,7 @@ from .report import BASELINE, baseline_costs, frames_markdown, frames_summary, m
 from .static_step import StaticStep
 from .timed import Generated, timed_greedy, timed_speculative
 from .track import crop, forward, prefill
+from .tree import TreeDrafter
 
 REFERENCE_PROFILE = "h200-bf16"
 """The real pair's cost profile the run's cost ratios are set beside (DESIGN §4: the toy as a wind tunnel)."""
@@ -134,9 +135,7 @@ class Runner:
             if plan.path in ("static", "compiled"):
                 widest = max(p.verify_width for p in self.plans.values() if p.path == plan.path)
                 self.steps.setdefault(plan.compile, StaticStep(self.verifier, plan.compile, widest))
-        self.sources = {name: HeadDrafter(self.heads[p.decode_adapter], self.verifier, self.configs[name]["adaptive"],
-                                          p.compile)
-                        for name, p in self.plans.items() if p.decode_adapter}
+        self.sources = {name: self.decode_source(p) for name, p in self.plans.items() if p.decode_adapter}
         self.width_times: dict[str, dict[int, list[float]]] = {}  # baseline -> verify width -> seconds per sample
         self.worker = None
         if runs_drafter:
@@ -152,6 +151,14 @@ class Runner:
     def close(self):
         if isinstance(self.worker, DrafterWorker):
             self.worker.close()
+
+    def decode_source(self, plan: Plan):
+        """A configuration's decode head as its draft source (built once: a compiled head keeps its graphs): an
+        EAGLE-2 draft tree with ``tree`` settings, else a chain of up to ``gamma`` drafts."""
+        head = self.heads[plan.decode_adapter]
+        if plan.tree:
+            return TreeDrafter(head, self.verifier, **plan.tree, compile=plan.compile)
+        return HeadDrafter(head, self.verifier, self.configs[plan.name]["adaptive"], plan.compile)
 
     def step(self, plan: Plan) -> StaticStep | None:
         return self.steps[plan.compile] if plan.path in ("static", "compiled") else None
@@ -273,7 +280,7 @@ def record(name: str, window: int, question: int, runs: list[Generated], verdict
 
 def path_widths(plans: dict[str, Plan]) -> dict[str, list[int]]:
     """Per verifier path, the verify widths its configurations can use: 1 to the most drafts of a round
-    (``gamma`` or ``prefill_drafts``) plus the pending token."""
+    (``gamma``, ``prefill_drafts`` or a tree's node budget) plus the pending token."""
     most: dict[str, int] = {}
     for p in plans.values():
         if p.path is not None:
@@ -309,6 +316,9 @@ def checked_names(bench: dict, names: list[str] | None) -> list[str]:
         if c["compile"] and (c["cache"] != "static" or c["kind"] == "hf_generate"):
             raise ConfigError(f"benchmark.configs.{name}.compile: our engine compiles only a static-cache verifier"
                               " step (set cache: static; hf_generate compiles its static step itself on CUDA)")
+        if c.get("tree") and (c["cache"] != "static" or not c.get("decode_adapter")):
+            raise ConfigError(f"benchmark.configs.{name}.tree: draft trees need a decode_adapter and cache: static "
+                              "(the tree is verified with a 4-D mask on the static cache)")
     return names
 
 

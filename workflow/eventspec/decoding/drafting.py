@@ -7,8 +7,9 @@
   (EventGPT's ``<ev_patch>`` = 32000 is Video-LLaVA's ``<image>``);
 - ``HeadDrafter``: a decode head (L5 / L5F / B1, EAGLE-style) predicting the
   verifier's next hidden state from its known states, token embeddings and the
-  drafter's states; its own predictions stand in for unknown verifier states
-  and it re-runs on the short answer history each step (no head KV cache);
+  drafter's states; its own predictions stand in for unknown verifier states;
+  it keeps its own KV cache, one new position per draft (``decoding.tree``
+  grows EAGLE-2 draft trees on the same cache);
 - ``TokenDrafter``: ``propose_own_token`` during decoding.
 
 Adapters follow the ``eventspec.adapters`` contract: prefill adapters map
@@ -116,20 +117,55 @@ class TokenDrafter:
         return self.drafter.own_drafts(answer, k)
 
 
+def reads_drafter(head: torch.nn.Module) -> bool:
+    """Whether a decode head reads the drafter at all: its states per draft (L5, L5F) or once per pair (B1E)."""
+    return bool(set(head.uses) & {"drafter", "drafter_prompt"})
+
+
+CATCH_UP = 8
+"""Known positions a cached head reads per call (padded to it, so a compiled step sees one shape)."""
+
+COMPILED_VARIANTS = 64
+"""Compiled variants of the head step one process may hold: per head (a benchmark loads several), the draft,
+catch-up and tree widths, chain and tree masks. Dynamo's default (8) would send the rest back to eager."""
+
+
 class HeadDrafter:
     """γ drafts per round from a decode head, none past a drafted EOS; ``adaptive`` > 0 stops a round once
     the head's top-1 probability through the verifier's LM head falls below it (EAGLE-2's confidence stop).
-    ``compile``: head + LM head run as one ``torch.compile``-d step (dynamic in the history length)."""
 
-    def __init__(self, head: torch.nn.Module, verifier_backend, adaptive: float = 0.0, compile: bool = False):
+    A head with a ``step`` (L5, L5F, B1, B1E) keeps its own KV cache (``HeadCache``): per round it reads the
+    positions the verifier has confirmed since the last round (their true states overwrite the slots the
+    drafts used: the crop), then one position per draft. ``compile``: that step, head + verifier LM head,
+    is one ``torch.compile``-d function of fixed shapes. A head that reads only the verifier (B1, B1E)
+    drafts with no host sync: argmax, the adaptive stop's probabilities and the token history stay on the
+    device until the round's drafts are read at once. Heads without ``step`` (the oracles) re-run on the
+    whole history per draft."""
+
+    def __init__(self, head: torch.nn.Module, verifier_backend, adaptive: float = 0.0, compile: bool = False,
+                 spare_slots: int = 0):
         self.head = head
-        self.predict = torch.compile(self._predict, dynamic=True) if compile else self._predict
         self.lm_head = verifier_backend.lm_head
         self.embed = verifier_backend.embed
         self.eos = verifier_backend.eos_token_id
         self.adaptive = adaptive
-        self.uses_drafter = "drafter" in head.uses
+        self.uses_drafter = reads_drafter(head)
         self.drafter = None  # a drafter_states.DrafterStates
+        self.drafter_reads = 0  # B1E: reads of the drafter's prompt state (once per pair)
+        self.cached = hasattr(head, "step")
+        if self.cached:
+            from ..adapters.architectures import HeadCache
+
+            self.cache = HeadCache(head, head.max_positions + CATCH_UP + spare_slots)
+            self.slot_ids = torch.arange(self.cache.slots, device=_device(head))
+            if compile:
+                torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILED_VARIANTS)
+            self.step = torch.compile(self._step, dynamic=False) if compile else self._step
+        else:
+            self.predict = torch.compile(self._predict, dynamic=True) if compile else self._predict
+        self.track: Track | None = None  # the verifier track of the pair being drafted for
+        self.known = 0  # head positions whose slots hold the verifier's true states
+        self.condition: torch.Tensor | None = None
 
     def _inputs(self, verifier_hidden: list[torch.Tensor], drafter_hidden: torch.Tensor | None,
                 tokens: list[int]) -> dict:
@@ -150,9 +186,66 @@ class HeadDrafter:
         predicted = self.head(**inputs)[0, -1]
         return predicted, self.lm_head(predicted.to(self.lm_head.weight.dtype)).float()
 
+    def _step(self, verifier_hidden, drafter_hidden, ids, positions, slots, visible, condition, cache):
+        """The cached head over new positions, then the verifier's LM head: (predicted states [n, D], float32
+        logits [n, V]). ``visible`` None: each position sees the slots up to its own (a chain)."""
+        dtype = _dtype(self.head)
+        if visible is None:
+            visible = self.slot_ids <= slots[:, None]
+        inputs = self.head.step_input(
+            drafter_hidden=None if drafter_hidden is None else drafter_hidden.to(dtype),
+            verifier_hidden=None if verifier_hidden is None else verifier_hidden.to(dtype), condition=condition)
+        embeds = self.embed(ids).to(dtype) if self.head.use_token_embedding else None
+        predicted = self.head.step(inputs, embeds, positions.clamp(max=self.head.max_positions - 1), slots, visible,
+                                   cache)
+        return predicted, self.lm_head(predicted.to(self.lm_head.weight.dtype)).float()
+
+    def begin(self, verifier: Track) -> None:
+        """A new pair (a new verifier track): the head's cache holds nothing of it; B1E reads the drafter's
+        state after its prompt, once."""
+        self.track, self.known, self.condition = verifier, 0, None
+        if "drafter_prompt" in self.head.uses:
+            self.drafter_reads += 1
+            prompt_state = self.drafter.hidden_on(self.head, 0)[:1]
+            self.condition = self.head.condition(prompt_state)
+
+    def catch_up(self, verifier: Track, answer: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the head positions the verifier confirmed since the last round (the verifier's true states and
+        the answer's tokens), ``CATCH_UP`` per padded call; return the last one's (predicted state, logits)."""
+        if verifier is not self.track:
+            self.begin(verifier)
+        n = len(answer)
+        if n > self.head.max_positions:
+            from ..adapters.errors import AdapterError
+
+            raise AdapterError(f"{self.head.level}: {n} answer positions exceed hyperparams.max_positions="
+                               f"{self.head.max_positions}")
+        device = self.slot_ids.device
+        drafter_states = None
+        if "drafter" in self.head.uses:  # the drafter after reading tokens <= t, for position t
+            self.drafter.sync(answer)
+            drafter_states = self.drafter.hidden_on(self.head, 1)
+        while True:
+            start = min(self.known, n - 1)
+            count = min(CATCH_UP, n - start)
+            verifier_rows = torch.stack(verifier.hidden[start : start + count]).to(device)
+            pad = CATCH_UP - count
+            verifier_rows = torch.nn.functional.pad(verifier_rows, (0, 0, 0, pad))
+            drafter_rows = None if drafter_states is None else torch.nn.functional.pad(
+                drafter_states[start : start + count], (0, 0, 0, pad))
+            ids = torch.tensor(answer[start : start + count] + [0] * pad, device=self.embed.weight.device)
+            slots = self.slot_ids[start : start + CATCH_UP]
+            predicted, logits = self.step(verifier_rows, drafter_rows, ids, slots, slots, None, self.condition,
+                                          self.cache)
+            self.known = start + count
+            if self.known == n:
+                return predicted[count - 1], logits[count - 1]
+
     @torch.no_grad()
     def draft(self, verifier: Track, answer: list[int], k: int) -> list[int]:
         """Up to ``k`` drafts continuing ``answer``; the verifier has read all of it but its last token."""
+        if self.cached:
+            return self.draft_cached(verifier, answer, k)
         known = list(verifier.hidden)  # h_v[0 .. len(answer)-1]
         tokens = list(answer)
         drafter_hidden = None
@@ -172,4 +265,39 @@ class HeadDrafter:
             if self.uses_drafter:
                 self.drafter.read([drafts[-1]])
                 drafter_hidden = torch.cat([drafter_hidden, self.drafter.hidden_on(self.head, -1)])
+        return drafts
+
+    def draft_cached(self, verifier: Track, answer: list[int], k: int) -> list[int]:
+        """``draft`` on the head's KV cache: one new position per draft."""
+        predicted, logits = self.catch_up(verifier, answer)
+        n = len(answer)
+        per_draft_drafter = "drafter" in self.head.uses
+        tokens, confidence = [], []
+        for i in range(min(k, self.head.max_positions - n + 1)):
+            token = logits.argmax(-1, keepdim=True)
+            tokens.append(token)
+            if self.adaptive:
+                confidence.append(logits.softmax(-1).max(-1, keepdim=True).values)
+            if i == k - 1:
+                break
+            drafter_row = None
+            if per_draft_drafter:  # the drafter reads the draft: its state is this position's input
+                if int(token) == self.eos:
+                    break
+                self.drafter.read([int(token)])
+                drafter_row = self.drafter.hidden_on(self.head, -1)
+            slot = self.slot_ids[n + i : n + i + 1]
+            predicted, logits = self.step(predicted[None], drafter_row, token, slot, slot, None, self.condition,
+                                          self.cache)
+            predicted, logits = predicted[0], logits[0]
+        return self.stop(torch.cat(tokens).tolist(), torch.cat(confidence).tolist() if self.adaptive else None)
+
+    def stop(self, drafts: list[int], confidence: list[float] | None) -> list[int]:
+        """The round's drafts up to the first EOS (kept) and, with ``adaptive``, before the first draft after the
+        first whose confidence is below it."""
+        if self.eos in drafts:
+            drafts = drafts[: drafts.index(self.eos) + 1]
+        if confidence is not None:
+            low = next((i for i, p in enumerate(confidence[: len(drafts)]) if i and p < self.adaptive), None)
+            drafts = drafts if low is None else drafts[:low]
         return drafts

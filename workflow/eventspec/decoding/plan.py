@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import ConfigError
+from .drafting import reads_drafter
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Plan:
     decode_adapter: str | None = None
     prefill_adapter: str | None = None
     compile: bool = False
+    tree: dict | None = None  # EAGLE-2 draft tree settings (depth, top_k, budget); None: chains
 
     @property
     def gpus(self) -> int:
@@ -53,8 +55,8 @@ class Plan:
 
     @property
     def verify_width(self) -> int:
-        """The widest verifier forward of a round: the drafts plus the pending token."""
-        return max(self.gamma, self.prefill_drafts) + 1
+        """The widest verifier forward of a round: the drafts (a tree's node budget) plus the pending token."""
+        return max(self.gamma, self.prefill_drafts, self.tree["budget"] if self.tree else 0) + 1
 
 
 def verifier_path(c: dict) -> str | None:
@@ -70,7 +72,7 @@ def make_plan(name: str, c: dict, heads: dict, bench: dict, verifier_device: str
     each with ``.uses``)."""
     kind = c["kind"]
     head = heads.get(c.get("decode_adapter"))
-    head_reads_drafter = head is not None and "drafter" in head.uses
+    head_reads_drafter = head is not None and reads_drafter(head)
     prefill_drafts = c.get("prefill_drafts", 0)
     job, returns_state = None, False
     if kind == "token_sd":
@@ -98,7 +100,9 @@ def make_plan(name: str, c: dict, heads: dict, bench: dict, verifier_device: str
     threads = c.get("threads") or bench["threads"] + (0 if in_worker else bench["worker_threads"])
     path = verifier_path(c)
     devices = (verifier_device,) + ((drafter_device,) if job is not None and drafter_device != verifier_device else ())
+    tree = c.get("tree")
+    gamma = tree["depth"] if tree else c.get("gamma", 0)
     return Plan(name, kind, role, path, job, prefill_drafts, returns_state, in_worker, threads, devices,
-                gamma=c.get("gamma", 0) if kind in ("prompt_lookup", "token_sd", "speculative", "oracle") else 0,
+                gamma=gamma if kind in ("prompt_lookup", "token_sd", "speculative", "oracle") else 0,
                 decode_adapter=c.get("decode_adapter"), prefill_adapter=c.get("prefill_adapter"),
-                compile=bool(c.get("compile")))
+                compile=bool(c.get("compile")), tree=tree)

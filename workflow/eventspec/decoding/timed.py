@@ -75,7 +75,8 @@ def timed_speculative(verifier: Backend, inputs: PrefillInputs, max_new_tokens: 
     if drafter is not None:
         drafter.start(job)
     try:
-        track = prefill(verifier, inputs, step, max_new_tokens + 1)
+        # room for the answer and the widest verify after it (a draft tree's padded width)
+        track = prefill(verifier, inputs, step, max_new_tokens + 1 + getattr(source, "width", 0))
         t1 = clock.mark("prefilled")
     finally:  # collect the job even if the prefill failed, so the next job's reply is not this one's
         got = drafter.finish() if drafter is not None else None

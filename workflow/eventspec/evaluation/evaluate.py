@@ -82,8 +82,8 @@ def question_names(store: FeatureStore) -> list[str]:
 
 
 def draft_ms(config: dict, timing: M.Timing) -> float:
-    """Cost of one draft: the adapter, plus a drafter decode step unless it reads the verifier alone (B1)."""
-    return timing.adapter_ms + (0.0 if config["vlm_only"] else timing.egpt_decode_ms)
+    """Cost of one draft: the adapter, plus a drafter decode step unless it reads no drafter state per draft (B1, B1E)."""
+    return timing.adapter_ms + (0.0 if config["vlm_only"] or config["level"] == "B1E" else timing.egpt_decode_ms)
 
 
 def adapter_summary(rows: Rows, config: dict, timing: M.Timing, gamma: int) -> dict:
