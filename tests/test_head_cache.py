@@ -96,5 +96,5 @@ def test_event_conditioned_head_reads_the_drafter_once_per_pair(pair, samples): 
         gen = run(pair, samples, i, source=source, gamma=3)
         assert gen.tokens == reference(pair, samples, i).tokens
         assert source.drafter_reads == i + 1  # once per pair, however many rounds
-        assert source.drafter.read == []  # the drafter never ran a decode step for a draft
+        assert source.drafter.track.read == []  # the drafter never ran a decode step for a draft
     assert len(source.drafted) > 2
