@@ -1,4 +1,5 @@
-"""Session fixtures: a tiny toy world with sample stores, and a tiny random verifier/drafter pair.
+"""Session fixtures: a tiny toy world with sample stores, a tiny random verifier/drafter pair, and one finished
+run of the test config's whole pipeline.
 
 The models are untrained (random weights): every mechanism under test (greedy
 decoding, caches, hidden-state convention, storage) holds for any weights, and
@@ -85,3 +86,16 @@ def real_shaped_models(tiny_world, tmp_path_factory):
     verifier = write_video_llava(out / "Video-LLaVA-7B-hf", samples["frames"].shape[1])
     drafter = write_eventgpt(out, samples["event_images"].shape[1])
     return {"verifier": verifier, "drafter": drafter}
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+    """Workdir of the whole DAG run once on tests/config.test.yaml, for every test that reads a finished run (the
+    pipeline's outputs, its report, what an edit reruns, the local reference of the SLURM run). Tests must not
+    change it: a test that runs jobs in it works on a copy (tests/test_pipeline.py's ``finished_copy``)."""
+    from pipeline_run import snakemake
+
+    workdir = tmp_path_factory.mktemp("pipeline")
+    res = snakemake(workdir)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return workdir
