@@ -7,6 +7,7 @@ building them takes a second instead of minutes.
 """
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,28 @@ def real_shaped_models(tiny_world, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def pipeline_run(tmp_path_factory):
+def system_packages():
+    """Debian's Chromium (the report's browser test) and slurm-wlm + munge (the SLURM tests), apt-got in a background
+    thread when the machine lacks them (CI machines do), so that the downloads and unpacking overlap the CPU-bound
+    pipeline run. A fixture that needs them joins the thread, then installs through browser.py or slurm_cluster.py
+    as before: finds them, or installs and reports what failed."""
+    import browser
+    import slurm_cluster
+
+    def install():
+        for install_one in (browser.install, slurm_cluster.install):
+            try:
+                install_one()
+            except Exception:  # the fixture that needs it installs again and reports the error
+                pass
+
+    thread = threading.Thread(target=install, name="apt-get", daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(system_packages, tmp_path_factory):
     """Workdir of the whole DAG run once on tests/config.test.yaml, for every test that reads a finished run (the
     pipeline's outputs, its report, what an edit reruns, the local reference of the SLURM run). Tests must not
     change it: a test that runs jobs in it works on a copy (tests/test_pipeline.py's ``finished_copy``)."""

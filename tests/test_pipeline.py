@@ -349,8 +349,9 @@ window.addEventListener("load", async () => {
 
 
 @pytest.fixture(scope="module")
-def browser_path():
+def browser_path(system_packages):
     """Headless Chromium: Debian's ``chromium``, installed when missing (tests/browser.py), so this runs in CI."""
+    system_packages.join()
     return browser.install()
 
 

@@ -73,7 +73,8 @@ def submitted_rules(output: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(system_packages, tmp_path_factory):
+    system_packages.join()
     slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
     yield
     slurm_cluster.stop_daemons()
