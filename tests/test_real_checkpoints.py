@@ -136,7 +136,8 @@ def test_verifier_prompt_ids_are_video_llava_processors(pair, tiny_world, monkey
     )  # fmt: skip
     pixels = verifier.visual_inputs(frames)["pixel_values_videos"]
     expansion = processor.replace_video_token({"pixel_values_videos": pixels}, video_idx=0)
-    text, _ = processor.get_text_with_replacements([PROMPT.format(question=QUESTIONS[0])], videos_replacements=[expansion])
+    prompt = PROMPT.format(question=QUESTIONS[0])
+    text, _ = processor.get_text_with_replacements([prompt], videos_replacements=[expansion])
     theirs = processor.tokenizer(text, return_tensors="pt")
     processor._check_special_mm_tokens(text, theirs, modalities=["video"])
 

@@ -166,9 +166,11 @@ def test_killed_toy_models_run_ends_its_workers(tiny_world, tmp_path, sig):
     cfg, stores = tiny_world
     toy_models = cfg["toy_models"] | {"threads": 2, "vision_epochs": 100000}  # still training when killed
     out = {name: tmp_path / name for name in ("verifier", "drafter", "eval.json", "manifest.json")}
-    cmd = [sys.executable, "-m", "eventspec.cli", "toy-models", "--config-json", json.dumps({"toy_models": toy_models}),
-           "--train", str(stores["train"][0]), "--test", str(stores["test"][0]), "--verifier-out", str(out["verifier"]),
-           "--drafter-out", str(out["drafter"]), "--eval", str(out["eval.json"]), "--manifest", str(out["manifest.json"])]
+    cmd = [sys.executable, "-m", "eventspec.cli", "toy-models",
+           "--config-json", json.dumps({"toy_models": toy_models}),
+           "--train", str(stores["train"][0]), "--test", str(stores["test"][0]),
+           "--verifier-out", str(out["verifier"]), "--drafter-out", str(out["drafter"]),
+           "--eval", str(out["eval.json"]), "--manifest", str(out["manifest.json"])]
     env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
     log = tmp_path / "toy_models.log"  # a file, not a pipe: workers that outlive the run would hold a pipe open
     with open(log, "w") as stderr:
