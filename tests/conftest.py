@@ -91,19 +91,20 @@ def real_shaped_models(tiny_world, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def system_packages():
-    """Debian's Chromium (the report's browser test) and slurm-wlm + munge (the SLURM tests), apt-got in a background
-    thread when the machine lacks them (CI machines do), so that the downloads and unpacking overlap the CPU-bound
-    pipeline run. A fixture that needs them joins the thread, then installs through browser.py or slurm_cluster.py
-    as before: finds them, or installs and reports what failed."""
+    """Debian's Chromium (the report's browser test), apt-got in a background thread when the machine lacks it (CI
+    machines do), so that the download and unpacking overlap the CPU-bound pipeline run. The browser fixture joins
+    the thread, then installs through browser.py as before: finds it, or installs and reports what failed.
+
+    Not slurm-wlm: once its tools are installed, every `python -m snakemake` spends up to 10 s while no controller
+    runs (snakemake-executor-plugin-slurm 2.8 runs `scontrol show config` when it is loaded, for its help text),
+    so it is installed only when the SLURM tests start their cluster (tests/slurm_cluster.py)."""
     import browser
-    import slurm_cluster
 
     def install():
-        for install_one in (browser.install, slurm_cluster.install):
-            try:
-                install_one()
-            except Exception:  # the fixture that needs it installs again and reports the error
-                pass
+        try:
+            browser.install()
+        except Exception:  # the browser fixture installs again and reports the error
+            pass
 
     thread = threading.Thread(target=install, name="apt-get", daemon=True)
     thread.start()

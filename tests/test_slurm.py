@@ -73,8 +73,7 @@ def submitted_rules(output: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(system_packages, tmp_path_factory):
-    system_packages.join()
+def cluster(tmp_path_factory):
     slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
     yield
     slurm_cluster.stop_daemons()
