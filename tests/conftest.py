@@ -1,4 +1,5 @@
-"""Session fixtures: a tiny toy world with sample stores, and a tiny random verifier/drafter pair.
+"""Session fixtures: a tiny toy world with sample stores, a tiny random verifier/drafter pair, and one finished
+run of the test config's whole pipeline.
 
 The models are untrained (random weights): every mechanism under test (greedy
 decoding, caches, hidden-state convention, storage) holds for any weights, and
@@ -6,6 +7,7 @@ building them takes a second instead of minutes.
 """
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,38 @@ def real_shaped_models(tiny_world, tmp_path_factory):
     verifier = write_video_llava(out / "Video-LLaVA-7B-hf", samples["frames"].shape[1])
     drafter = write_eventgpt(out, samples["event_images"].shape[1])
     return {"verifier": verifier, "drafter": drafter}
+
+
+@pytest.fixture(scope="session")
+def system_packages():
+    """Debian's Chromium (the report's browser test), apt-got in a background thread when the machine lacks it (CI
+    machines do), so that the download and unpacking overlap the CPU-bound pipeline run. The browser fixture joins
+    the thread, then installs through browser.py as before: finds it, or installs and reports what failed.
+
+    Not slurm-wlm: once its tools are installed, every `python -m snakemake` spends up to 10 s while no controller
+    runs (snakemake-executor-plugin-slurm 2.8 runs `scontrol show config` when it is loaded, for its help text),
+    so it is installed only when the SLURM tests start their cluster (tests/slurm_cluster.py)."""
+    import browser
+
+    def install():
+        try:
+            browser.install()
+        except Exception:  # the browser fixture installs again and reports the error
+            pass
+
+    thread = threading.Thread(target=install, name="apt-get", daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(system_packages, tmp_path_factory):
+    """Workdir of the whole DAG run once on tests/config.test.yaml, for every test that reads a finished run (the
+    pipeline's outputs, its report, what an edit reruns, the local reference of the SLURM run). Tests must not
+    change it: a test that runs jobs in it works on a copy (tests/test_pipeline.py's ``finished_copy``)."""
+    from pipeline_run import snakemake
+
+    workdir = tmp_path_factory.mktemp("pipeline")
+    res = snakemake(workdir)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return workdir

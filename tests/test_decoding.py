@@ -232,8 +232,9 @@ def test_eos_inside_accepted_drafts(pair, samples, monkeypatch):
     verifier, _ = pair
     cases = [(i, *oracle_table(verifier, case(pair, samples, i)[0])) for i in range(3)]
     usable = [(i, table, tokens, first) for i, table, tokens in cases if (first := first_new_token_at(tokens)) is not None]
-    if not usable:
-        pytest.skip(f"the random tiny verifier repeats one token from the start: {[c[2][:6] for c in cases]}")
+    # The fixture's seed was chosen so that its random verifier varies its tokens: if it stops doing so, fix the
+    # fixture (a skip here would hide that this test no longer checks anything).
+    assert usable, f"the random tiny verifier repeats one token from the start: {[c[2][:6] for c in cases]}"
     i, table, tokens, first = usable[0]
     eos = tokens[first]
     monkeypatch.setattr(type(verifier), "eos_token_id", property(lambda self: eos))

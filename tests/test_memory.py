@@ -43,8 +43,9 @@ def sample_store(path, n_rows):
     return store.finish(path)
 
 
-def peak_rss_added(code: str) -> float:
-    """MB of peak RSS that ``code`` adds over the resident set after the imports.
+def peak_rss_added(module: str, code: str) -> float:
+    """MB of peak RSS that ``code`` adds over the resident set after importing ``module`` (the one it calls: the
+    digest's reader needs neither torch nor transformers, and a fresh interpreter is quicker without them).
 
     The kernel's peak (VmHWM) is reset after importing (``/proc/self/clear_refs``),
     so import-time peaks do not hide what the operation itself holds.
@@ -52,7 +53,7 @@ def peak_rss_added(code: str) -> float:
     script = textwrap.dedent(
         """
         import re
-        import eventspec.digest, eventspec.extract, eventspec.lm_head
+        import {module}
 
         def status(field):
             return int(re.search(field + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
@@ -62,7 +63,7 @@ def peak_rss_added(code: str) -> float:
         {code}
         print((status("VmHWM") - before) / 1024)
         """
-    ).format(code=textwrap.dedent(code).strip())
+    ).format(module=module, code=textwrap.dedent(code).strip())
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
 
@@ -84,7 +85,8 @@ def test_sample_store_writes_are_bounded_in_bytes():
 
 def test_digest_peak_rss_is_bounded_and_flat_in_rows(dsec_stores, tmp_path):
     added = {
-        n: peak_rss_added(f"eventspec.digest.write_digest({str(path)!r}, {str(tmp_path / f'{n}.json')!r})")
+        n: peak_rss_added("eventspec.digest",
+                          f"eventspec.digest.write_digest({str(path)!r}, {str(tmp_path / f'{n}.json')!r})")
         for n, path in dsec_stores.items()
     }
     print(f"digest peak RSS added (MB) by rows: {added}")
@@ -99,6 +101,7 @@ def test_extraction_checks_only_the_rows_it_reads(dsec_stores, tmp_path):
     path = dsec_stores[40]
     write_digest(path, tmp_path / "d.json")
     added = peak_rss_added(
+        "eventspec.extract",
         f"""
         import numpy as np
         eventspec.extract.check_sample_store({str(path)!r}, {str(tmp_path / 'd.json')!r}, np.array([5]))
@@ -120,7 +123,8 @@ def test_lm_head_is_read_without_the_rest_of_the_checkpoint(tmp_path):
     save_file({"language_model.lm_head.weight": head, **other}, str(ckpt / "model.safetensors"))
     out = tmp_path / "head.safetensors"
     added = peak_rss_added(
-        f"eventspec.lm_head.extract_lm_head({{'path': {str(ckpt)!r}, 'dtype': 'float16'}}, {str(out)!r})"
+        "eventspec.lm_head",
+        f"eventspec.lm_head.extract_lm_head({{'path': {str(ckpt)!r}, 'dtype': 'float16'}}, {str(out)!r})",
     )
     from safetensors.torch import load_file
 

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -23,24 +22,13 @@ import zarr
 from PIL import Image
 
 import browser
-
-ROOT = Path(__file__).resolve().parents[1]
-TEST_CONFIG = ROOT / "tests/config.test.yaml"
+from pipeline_run import ROOT, TEST_CONFIG, snakemake
 
 
-def snakemake(workdir, *args, snakefile=ROOT / "Snakefile", configfile=TEST_CONFIG):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", *args]
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pipeline")
-    res = snakemake(workdir)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return workdir
+@pytest.fixture
+def finished(pipeline_run):
+    """The session's finished run of the test config (tests/conftest.py): read it, never change it."""
+    return pipeline_run
 
 
 @pytest.fixture
@@ -275,8 +263,9 @@ REPORTED = {
 
 
 @pytest.fixture(scope="module")
-def report_html(finished):
-    out = finished / "report.html"
+def report_html(pipeline_run, tmp_path_factory):
+    finished = pipeline_run
+    out = tmp_path_factory.mktemp("report") / "report.html"
     res = snakemake(finished, "--report", str(out))
     assert res.returncode == 0, res.stderr[-3000:]
     return out
@@ -360,8 +349,9 @@ window.addEventListener("load", async () => {
 
 
 @pytest.fixture(scope="module")
-def browser_path():
+def browser_path(system_packages):
     """Headless Chromium: Debian's ``chromium``, installed when missing (tests/browser.py), so this runs in CI."""
+    system_packages.join()
     return browser.install()
 
 

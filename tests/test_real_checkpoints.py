@@ -116,10 +116,41 @@ def test_drafter_without_pad_token_batches_like_single_rows(pair, tiny_world):
         assert alone.tokens[0, :n].tolist() == batch.tokens[i, :n].tolist()
 
 
-def test_verifier_inputs_are_video_llava_processors(pair, tiny_world):
-    """Prompt ids and pixel values of a clip against transformers' own ``VideoLlavaProcessor``. Its video path
-    needs torchvision (not in our pins; our frames go through ``VideoLlavaImageProcessor``, the PIL processor the
-    HF port used for videos): ids are equal, pixels equal up to the two bicubic resamplers (torchvision's vs PIL's)."""
+def test_verifier_prompt_ids_are_video_llava_processors(pair, tiny_world, monkeypatch):
+    """Prompt ids of a clip against transformers' own ``VideoLlavaProcessor`` text path: its ``<video>`` expansion
+    (``replace_video_token``, sized by the clip's pixel values) and its tokenizer call. Its video processor needs
+    torchvision (not in our pins): the processor is built without one, and the pixel values it sizes the expansion
+    by are ours (the pixels themselves are compared in the next test, where torchvision is installed)."""
+    from transformers import VideoLlavaProcessor
+
+    from eventspec.models.verifier import PROMPT
+
+    verifier, _ = pair
+    frames, _ = window_inputs(tiny_world, slice(0, 1))
+    check = VideoLlavaProcessor.check_argument_for_proper_class
+    monkeypatch.setattr(VideoLlavaProcessor, "check_argument_for_proper_class",
+                        lambda self, name, arg: None if name == "video_processor" else check(self, name, arg))
+    processor = VideoLlavaProcessor(
+        image_processor=verifier.image_processor, video_processor=None, tokenizer=verifier.tokenizer,
+        patch_size=verifier.model.config.vision_config.patch_size,
+    )  # fmt: skip
+    pixels = verifier.visual_inputs(frames)["pixel_values_videos"]
+    expansion = processor.replace_video_token({"pixel_values_videos": pixels}, video_idx=0)
+    prompt = PROMPT.format(question=QUESTIONS[0])
+    text, _ = processor.get_text_with_replacements([prompt], videos_replacements=[expansion])
+    theirs = processor.tokenizer(text, return_tensors="pt")
+    processor._check_special_mm_tokens(text, theirs, modalities=["video"])
+
+    ids = verifier.prompt_ids(QUESTIONS[0])
+    assert theirs["input_ids"][0].tolist() == ids
+    assert ids.count(verifier.model.config.video_token_index) == len(expansion) // len(processor.video_token) > 0
+
+
+def test_verifier_pixels_are_video_llava_processors(pair, tiny_world):
+    """Prompt ids and pixel values of a clip against transformers' own ``VideoLlavaProcessor``, video processor
+    included. That needs torchvision (not in our pins; our frames go through ``VideoLlavaImageProcessor``, the PIL
+    processor the HF port used for videos): ids are equal, pixels equal up to the two bicubic resamplers
+    (torchvision's vs PIL's)."""
     pytest.importorskip("torchvision", reason="VideoLlavaProcessor's video processor needs torchvision")
     from transformers import VideoLlavaProcessor, VideoLlavaVideoProcessor
 

@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "tests/config.test.yaml"
 TARGETS = ["results-test/features/train.digest.json", "results-test/features/test.digest.json"]
 PROFILE = ["--profile", str(ROOT / "profiles/slurm")]
-FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "2"]
-"""The plugin polls 2 s after a job ends instead of 40 s (a real cluster keeps the default): test time only."""
+FAST_POLLING = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1"]
+"""The plugin's first status check 1 s after a submission and 1 s after a check that saw a job end, instead of 40 s
+(a real cluster keeps the defaults): test time only. (After a check that saw no job end the plugin waits 10 s more
+than the time before, up to 180 s: that growth has no setting.)"""
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/")
 
 
@@ -78,15 +80,14 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, tmp_path_factory):
-    """Workdirs of the test config's extraction DAG run through profiles/slurm and run locally."""
+def runs(cluster, pipeline_run, tmp_path_factory):
+    """Workdirs of the test config's extraction DAG run through profiles/slurm, and of the session's local run of
+    the whole test config (tests/conftest.py: `--cores 2`, the same threads per job as on SLURM)."""
     root = tmp_path_factory.mktemp("runs")
-    local = Background(root / "local", "--cores", "2")  # the same threads per job as on SLURM
     on_slurm = Background(root / "slurm", *PROFILE, *FAST_POLLING)
     print()
     output = on_slurm.wait("SLURM run of the extraction DAG")
-    local.wait("local run of the extraction DAG, at the same time")
-    return {"slurm": root / "slurm", "local": root / "local", "slurm_output": output}
+    return {"slurm": root / "slurm", "local": pipeline_run, "slurm_output": output}
 
 
 def test_slurm_run_matches_a_local_run(runs):

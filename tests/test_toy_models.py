@@ -1,6 +1,15 @@
-"""Toy-model training pieces: the per-patch labels the vision towers learn from."""
+"""Toy-model training pieces: the per-patch labels the vision towers learn from; the stage's worker processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
@@ -124,3 +133,63 @@ def test_toy_training_is_deterministic_and_saves_only_the_model(tiny_world, tmp_
         AutoTokenizer.from_pretrained(runs[0]), cfg["toy_models"], cfg["toy_models"]["image_size"], 5
     ).save_pretrained(tmp_path / "untrained")
     assert set(weights[0]) == set(load_file(tmp_path / "untrained/model.safetensors"))
+
+
+def spawned_children(pid: int) -> list[int]:
+    """Pids of the multiprocessing spawn workers among ``pid``'s children (not its resource tracker)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    spawned = []
+    for child in children:
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                spawned.append(int(child))
+        except FileNotFoundError:
+            pass
+    return spawned
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_killed_toy_models_run_ends_its_workers(tiny_world, tmp_path, sig):
+    """`eventspec toy-models` trains the two models in spawned workers; a SIGTERM or SIGINT to it (Snakemake
+    cancelling the job, a scheduler's kill, Ctrl-C) ends them too, instead of leaving them training."""
+    cfg, stores = tiny_world
+    toy_models = cfg["toy_models"] | {"threads": 2, "vision_epochs": 100000}  # still training when killed
+    out = {name: tmp_path / name for name in ("verifier", "drafter", "eval.json", "manifest.json")}
+    cmd = [sys.executable, "-m", "eventspec.cli", "toy-models",
+           "--config-json", json.dumps({"toy_models": toy_models}),
+           "--train", str(stores["train"][0]), "--test", str(stores["test"][0]),
+           "--verifier-out", str(out["verifier"]), "--drafter-out", str(out["drafter"]),
+           "--eval", str(out["eval.json"]), "--manifest", str(out["manifest.json"])]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    log = tmp_path / "toy_models.log"  # a file, not a pipe: workers that outlive the run would hold a pipe open
+    with open(log, "w") as stderr:
+        run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := spawned_children(run.pid)) < 2 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 2, (workers, run.poll())
+        time.sleep(1)  # into their imports and training
+        run.send_signal(sig)
+        assert run.wait(timeout=60) == 128 + sig, log.read_text()[-3000:]
+        deadline = time.monotonic() + 20
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [w for w in workers if alive(w)], "workers outlived their killed parent"
+    finally:  # what a failing test leaves behind
+        run.kill()
+        for w in workers:
+            if alive(w):
+                os.kill(w, signal.SIGKILL)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -59,7 +60,7 @@ def modules_of(module: str) -> list[str]:
         if path is None:
             raise ValueError(f"no module {name} in {PACKAGE_DIR}")
         seen.add(name)
-        todo.extend(_imports(name, ast.parse(path.read_text())) - seen)
+        todo.extend(_imports(name, _parsed(path.read_text())) - seen)
     return sorted(seen)
 
 
@@ -67,9 +68,21 @@ def _is_docstring(node: ast.AST) -> bool:
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
+@lru_cache(maxsize=None)
+def _parsed(source: str) -> ast.AST:
+    """The AST of a module's source, parsed once per process (the Snakefile digests many rules' shared modules);
+    only read, never changed."""
+    return ast.parse(source)
+
+
 def code_ast(path: Path) -> str:
     """The module's AST dump with every bare string statement (docstrings, attribute docs) removed."""
-    tree = ast.parse(path.read_text())
+    return _code_ast_of(path.read_text())
+
+
+@lru_cache(maxsize=None)
+def _code_ast_of(source: str) -> str:
+    tree = ast.parse(source)
     for node in ast.walk(tree):
         for field in ("body", "orelse", "finalbody"):
             body = getattr(node, field, None)

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -471,12 +474,33 @@ def build_toy_models(train_store, test_store, out: dict[str, Path], cfg: dict) -
     if workers == 1:
         report = {name: build_toy_model(*job) for name, job in jobs.items()}
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        with ending_children_on_signals(), ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             futures = {name: pool.submit(build_toy_model, *job) for name, job in jobs.items()}
             report = {name: future.result() for name, future in futures.items()}
     report["visual_token_ratio"] = report["verifier"]["visual_tokens"] / report["drafter"]["visual_tokens"]
     report["language_prior"] = language_prior_accuracy(train_store, test_store)
     return report
+
+
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def ending_children_on_signals():
+    """While inside: SIGTERM or SIGINT ends this process's multiprocessing children, then this process (exit status
+    128 + the signal). A spawned worker does not die with its parent: killed, the parent would leave it training."""
+
+    def end_children(signum, frame):
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, end_children) for sig in ENDING_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def language_prior_accuracy(train_store, test_store) -> dict:
