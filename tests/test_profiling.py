@@ -88,6 +88,8 @@ def test_projection_prices_each_kind_of_round_by_hand():
         "hf_generate_static": config("hf_generate", "peer", cache="static"),
         "B1_decode": config("speculative", "peer", decode_adapter="B1", gamma=5),
         "L5F_decode": config("speculative", "method", decode_adapter="L5F", gamma=5),
+        "B1E_decode": config("speculative", "method", decode_adapter="B1E", gamma=5),
+        "B1_tree": config("speculative", "peer", decode_adapter="B1", tree={"depth": 3, "top_k": 2, "budget": 5}),
         "L4+VL": config("speculative", "method", prefill_adapter="L4", prefill_drafts=8),
     }}
     steps = [[0, 0, False]] * 4
@@ -96,6 +98,8 @@ def test_projection_prices_each_kind_of_round_by_hand():
         "hf_generate_static": [rec(5, [])],
         "B1_decode": [rec(5, [[5, 3, False]])],  # 4 tokens in one round after the prefill's first
         "L5F_decode": [rec(5, [[5, 3, False]])],
+        "B1E_decode": [rec(5, [[5, 3, False]])],
+        "B1_tree": [rec(5, [[5, 2, False], [0, 0, False]])],  # a 5-node tree (width 6), a path of 2 accepted
         # 6 drafts made in time, the first checked the prefill's token, 5 verified, 2 accepted, then 2 steps
         "L4+VL": [rec(6, [[5, 2, True], [0, 0, False], [0, 0, False]], early_drafts=6)],
     }
@@ -111,6 +115,10 @@ def test_projection_prices_each_kind_of_round_by_hand():
     # L5F reads the drafter: a drafter step per draft; on one GPU the drafter slows the verifier's prefill
     assert time_of("L5F_decode") == pytest.approx(0.100 + 0.032 + 5 * (0.002 + 0.010) + 0.0005)
     assert time_of("L5F_decode", gpus=1) == pytest.approx(0.150 + 0.032 + 5 * 0.012 + 0.0005)
+    # B1E reads the drafter's prompt state once per pair: no drafter step per draft
+    assert time_of("B1E_decode") == pytest.approx(0.100 + 0.032 + 5 * 0.002 + 0.0005)
+    # a tree of depth 3 costs 3 head calls (one per level), whatever its node count
+    assert time_of("B1_tree") == pytest.approx(0.100 + 0.032 + 3 * 0.002 + 0.0005 + 0.020 + 0.0005)
     # prefill hiding: (100 - 40) ms / 11 ms = 5 drafts in time < 6 recorded: 4 verified (width 5, between the
     # table's 4 and 6), all of the 2 accepted
     assert time_of("L4+VL") == pytest.approx(0.100 + 0.031 + 0.0005 + 2 * (0.020 + 0.0005))

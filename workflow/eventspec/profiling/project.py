@@ -52,13 +52,19 @@ def runs_drafter(summary_config: dict) -> bool:
     return bool(summary_config.get("drafter_prefill_s_mean") or summary_config.get("early_drafts_mean"))
 
 
+PER_DRAFT_DRAFTER_LEVELS = ("L5", "L5F")
+"""Decode heads that read a fresh drafter state per draft (a drafter decode step each); B1 reads none and B1E
+reads the drafter's prompt state once per pair."""
+
+
 def head_reads_drafter(settings: dict, adapters: dict | None) -> bool:
-    """A decode head reads the drafter's states unless it is B1 (``vlm_only``), by the adapter registry
+    """Whether a decode head needs a drafter decode step per draft (L5, L5F), by the adapter registry
     (``adapters``: the config's; a name missing there is taken as its own level)."""
     from ..adapters.registry import level_of
 
     name = settings.get("decode_adapter")
-    return name is not None and level_of(name, (adapters or {}).get(name) or {"level": name}) != "B1"
+    return name is not None and level_of(name, (adapters or {}).get(name) or {"level": name}) in \
+        PER_DRAFT_DRAFTER_LEVELS
 
 
 def draft_cost(name: str, summary_config: dict, profile: dict, adapters: dict | None) -> float:
@@ -102,7 +108,11 @@ def pair_time(rec: dict, name: str, summary_config: dict, profile: dict, frames:
     costs = [C.verify(profile, path, d + 1) for d, _ in rounds]
     if None in costs:
         return None, False
-    decode = sum(costs) + sum(d * per_draft for d, _ in rounds) + len(rounds) * c["round_overhead"]
+    # a tree grows one level per head call (depth calls per round, not one per node), unless the profile measured
+    # this configuration's cost per drafted node (draft_by_config: a run's own costs)
+    tree = None if name in c.get("draft_by_config", {}) else settings.get("tree")
+    head_calls = [min(d, tree["depth"]) if tree else d for d, _ in rounds]
+    decode = sum(costs) + sum(n * per_draft for n in head_calls) + len(rounds) * c["round_overhead"]
     decode_tokens = sum(a + 1 for _, a in rounds)
     per_token = decode / decode_tokens if decode_tokens else C.step(profile, path)
     capped = False
