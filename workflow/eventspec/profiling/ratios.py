@@ -34,10 +34,11 @@ def _div(a: float | None, b: float | None) -> float | None:
 
 
 def _fastest_head(summary: dict, compiled: bool) -> float | None:
-    """The cheapest decode draft among the decode-head configurations on the compiled (or an eager) path."""
+    """The cheapest decode draft among the chain decode-head configurations on the compiled (or an eager) path (a
+    tree's cost per drafted node is not a head step: one head call grows a whole level)."""
     draft = summary["component_costs_s"].get("draft_by_config", {})
     costs = [draft[n] for n, c in summary["configs"].items() if c["settings"].get("decode_adapter")
-             and bool(c["settings"].get("compile")) == compiled and draft.get(n)]
+             and not c["settings"].get("tree") and bool(c["settings"].get("compile")) == compiled and draft.get(n)]
     return min(costs) if costs else None
 
 
