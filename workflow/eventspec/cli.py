@@ -270,6 +270,16 @@ def cmd_digest(args) -> None:
     write_digest(args.store, args.out)
 
 
+def _add_held_out_args(p) -> None:
+    """What ``evaluate`` and ``compare-heads`` read: the held-out store, the verifier's LM head and embedding, the
+    evaluation's batch size and gamma."""
+    p.add_argument("--test_data", required=True, help="held-out feature store (.zarr)")
+    p.add_argument("--lm_head", required=True, help="verifier LM head safetensors (token metrics)")
+    p.add_argument("--verifier", help="verifier model directory, for token embeddings (default: models.verifier.path)")
+    p.add_argument("--batch_size", type=int, help="override evaluate.batch_size")
+    p.add_argument("--gamma_decode", type=int, help="override evaluate.gamma")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="pipeline config YAML (default: the repository's config.yaml)")
     p.add_argument("--config-json", help="config sections as inline JSON (overrides --config per top-level key)")
@@ -402,12 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="adapter directory (or its best.safetensors)")
     p.add_argument("--prefill_checkpoint", help="two-phase: the prefill adapter (L1-L4)")
     p.add_argument("--decode_checkpoint", help="two-phase: the decode head (L5/L5F/B1)")
-    p.add_argument("--test_data", required=True, help="held-out feature store (.zarr)")
-    p.add_argument("--lm_head", required=True, help="verifier LM head safetensors (token metrics)")
-    p.add_argument("--verifier", help="verifier model directory, for token embeddings (default: models.verifier.path)")
+    _add_held_out_args(p)
     p.add_argument("--output_dir", help="where the metrics JSON go (default: the checkpoint directory)")
-    p.add_argument("--batch_size", type=int, help="override evaluate.batch_size")
-    p.add_argument("--gamma_decode", type=int, help="override evaluate.gamma")
     p.add_argument("--egpt_prefill_ms", type=float, help="override evaluate.timing.egpt_prefill_ms")
     p.add_argument("--vl_prefill_ms", type=float, help="override evaluate.timing.vl_prefill_ms")
     p.add_argument("--bench-summary", help="measured benchmark summary.json (overrides evaluate.bench_summary)")
@@ -419,12 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--reference", required=True, help="reference decode head directory (e.g. results/adapters/B1_tok)")
     p.add_argument("--candidate", required=True, help="candidate decode head directory (e.g. results/adapters/B1E)")
-    p.add_argument("--test_data", required=True, help="held-out feature store (.zarr)")
-    p.add_argument("--lm_head", required=True, help="verifier LM head safetensors")
-    p.add_argument("--verifier", help="verifier model directory, for token embeddings (default: models.verifier.path)")
+    _add_held_out_args(p)
     p.add_argument("--output_dir", required=True, help="where head_comparison.json goes")
-    p.add_argument("--batch_size", type=int, help="override evaluate.batch_size")
-    p.add_argument("--gamma_decode", type=int, help="override evaluate.gamma")
     p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     p.set_defaults(func=cmd_compare_heads, egpt_prefill_ms=None, vl_prefill_ms=None)
