@@ -513,7 +513,10 @@ def test_benchmark_writes_a_valid_summary(tiny_world, tiny_models, tmp_path):
     table = (tmp_path / "bench/summary.md").read_text()
     peer = summary["strongest_peer"]
     assert f"**{peer}**" in table and f"[{s[peer]['speedup_vs_peer_ci95'][0]:.3f}, " in table
-    body = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    lines = table.splitlines()
+    assert "| ratio | this run | reference | within 2x |" in lines  # the wind tunnel's cost ratios, under the headline
+    start = lines.index(next(line for line in lines if line.startswith("| config | role")))
+    body = [line for line in lines[start + 2 :] if line.startswith("| ")]
     assert [line.split(" | ")[1] for line in body] == ["peer"] * 5 + ["ceiling"] * 2
     for figure in ("speedup", "breakdown", "acceptance", "histogram", "timeline"):
         draw(tmp_path, f"benchmark_{figure}", tmp_path / "bench/summary.json")
@@ -523,7 +526,8 @@ def synthetic_rows(times: dict[str, list[float]]) -> dict[str, list[dict]]:
     """Per-pair records of known pair times (one token, no rounds)."""
     return {name: [{"wall_s": t, "wall_s_best": t, "n_tokens": 1, "rounds": [], "draft_s": [], "verify_s": [],
                     "verifier_forwards": 1, "prefill_s": t, "decode_s": 0.0, "drafter_prefill_s": 0.0, "wait_s": 0.0,
-                    "drafter_start_s": 0.0, "drafter_return_s": 0.0, "early_drafts": 0, "early_accepted": 0,
+                    "drafter_start_s": 0.0, "drafter_return_s": 0.0, "bytes_between_processes": 0,
+                    "bytes_host_device": 0, "early_drafts": 0, "early_accepted": 0,
                     "ties": 0, "tie_divergence": False} for t in ts] for name, ts in times.items()}
 
 
