@@ -258,6 +258,7 @@ REPORTED = {
     **{f"results-test/figures/benchmark_{f}.png": ("Benchmark", "Other")
        for f in ("speedup", "breakdown", "acceptance", "histogram", "timeline")},
     "results-test/bench/summary.md": ("Benchmark", "Other"),
+    "results-test/report/PROJECTION.md": ("Benchmark", "Other"),
 }
 """Report entry -> (category, subcategory) for the test config."""
 
@@ -293,7 +294,8 @@ def test_report_holds_every_figure_and_table_with_its_caption(finished, report_h
     curves = results["results-test/figures/adapters/L5F/training_curves.png"]
     assert "<tt class=\"docutils literal\">L5F</tt>" in curves["caption"] and curves["labels"]["adapter"] == "L5F"
     # The tables are shown in their captions, as the Markdown files' text.
-    for table in ("results-test/report/METRICS_COMPARISON.md", "results-test/bench/summary.md"):
+    for table in ("results-test/report/METRICS_COMPARISON.md", "results-test/bench/summary.md",
+                  "results-test/report/PROJECTION.md"):
         rows = [line for line in (finished / table).read_text().splitlines() if line.startswith("| ")]
         caption = html.unescape(results[table]["caption"])
         assert rows and all(row in caption for row in rows), table
