@@ -196,7 +196,7 @@ def bench_cfg(tiny_world, tiny_models, tmp_path):
     cfg = dict(tiny_world[0])
     cfg["results"] = str(tmp_path)
     cfg["models"] = {"verifier": {"path": str(tiny_models["verifier"])}, "drafter": {"path": str(tiny_models["drafter"])}}
-    cfg["benchmark"] = {"max_samples": 3, "max_new_tokens": 12, "warmup": 1, "repeats": 3}
+    cfg["benchmark"] = {"max_samples": 8, "max_new_tokens": 12, "warmup": 1, "repeats": 3}  # 8 pairs: timing noise averages
     return config_mod.validate(cfg)
 
 
