@@ -1,7 +1,6 @@
 """The speculative decoding engine: token-exact greedy output for every kind of configuration, crops, the worker."""
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap

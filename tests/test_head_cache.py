@@ -6,7 +6,7 @@ import torch
 
 from eventspec.adapters.architectures import HeadCache, build_adapter
 from eventspec.decoding.drafting import HeadDrafter
-from test_decoding import case, pair, reference, run, samples  # noqa: F401 (fixtures)
+from test_decoding import pair, reference, run, samples  # noqa: F401 (fixtures)
 
 SMALL = dict(num_heads=4, num_layers=2, ffn_dim=48, dropout=0.0, max_positions=32)
 
