@@ -15,7 +15,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import slurm_cluster  # noqa: E402
 from eventspec import config as config_mod  # noqa: E402
+
+slurm_cluster.use(slurm_cluster.NO_CLUSTER_CONF)  # every `python -m snakemake` without a 10 s wait for SLURM
 
 TINY_MODELS = {
     "image_size": 32,
@@ -95,9 +98,7 @@ def system_packages():
     machines do), so that the download and unpacking overlap the CPU-bound pipeline run. The browser fixture joins
     the thread, then installs through browser.py as before: finds it, or installs and reports what failed.
 
-    Not slurm-wlm: once its tools are installed, every `python -m snakemake` spends up to 10 s while no controller
-    runs (snakemake-executor-plugin-slurm 2.8 runs `scontrol show config` when it is loaded, for its help text),
-    so it is installed only when the SLURM tests start their cluster (tests/slurm_cluster.py)."""
+    Not slurm-wlm: the SLURM tests install it when they start their cluster (tests/slurm_cluster.py)."""
     import browser
 
     def install():

@@ -76,7 +76,7 @@ def submitted_rules(output: str) -> list[str]:
 def cluster(tmp_path_factory):
     slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
     yield
-    slurm_cluster.stop_daemons()
+    slurm_cluster.stop()
 
 
 @pytest.fixture(scope="module")
