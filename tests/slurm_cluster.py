@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import apt_lock
+
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 NO_CLUSTER_CONF = Path(__file__).with_name("no_slurm_cluster.conf")
 """What SLURM's commands of the test processes read while no test cluster runs (its comments say why)."""
@@ -26,8 +28,10 @@ def install() -> None:
     if all(shutil.which(tool) for tool in ("sbatch", "slurmctld", "slurmd", "munged")):
         return
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"], check=True, env=env, capture_output=True)
+    with apt_lock.LOCK:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"], check=True, env=env,
+                       capture_output=True)
 
 
 def slurm_conf(work: Path, cpus: int, memory_mb: int) -> str:
