@@ -6,14 +6,22 @@ decoding, caches, hidden-state convention, storage) holds for any weights, and
 building them takes a second instead of minutes.
 """
 
+import os
 import shutil
 import sys
 import threading
 from pathlib import Path
 
-import pytest
-import torch
-from filelock import FileLock
+# One compute thread (torch's OpenMP, numpy's OpenBLAS) by default in every process of the test run that reads these
+# before it loads them: the xdist workers, started after this file is read, and every process the tests start. Two
+# workers share 2 cores, so a second thread mostly waits on a core that the other worker holds (writing a test
+# feature store of 3000 rows: 37 s on 2 OpenBLAS threads beside a busy core, 6.6 s on 1). Commands that say how
+# many threads they use (the rules' --threads, the benchmark's plans) still use that many.
+os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -43,6 +51,16 @@ shared pipeline run meanwhile (tests/test_slurm.py's ``runs``) before the next f
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Every test starts on one torch thread (a test that needs more sets them). The two xdist workers share 2 cores:
+    a worker's second thread would wait on a core the other worker holds at every op, and the tiny models' ops are
+    too small for two threads to pay anyway (a test-split extraction: 68 s on 2 threads beside one busy core, 2.2 s
+    on 1). A serial run did this already from test_decoding.py's first fixture on; this leaves no test to the
+    thread count of the test before it."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
