@@ -10,6 +10,8 @@ import os
 import shutil
 import sys
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 # One compute thread (torch's OpenMP, numpy's OpenBLAS) by default in every process of the test run that reads these
@@ -48,9 +50,78 @@ left with a long file at the end. The SLURM tests lead: they mostly wait on the 
 shared pipeline run meanwhile (tests/test_slurm.py's ``runs``) before the next files read it."""
 
 
+LAST = "test_profiling.py"
+"""Its projection check times a benchmark that must have the cores to itself (``Cores.alone``): last, the other
+worker is then on its last short tests, or done."""
+
+
 def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)} | {LAST: len(LONGEST_FIRST) + 1}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))
+
+
+class Cores:
+    """The machine's cores between the xdist workers. Every test runs inside ``shared()`` (the whole test: setup,
+    call, teardown); a measurement that must find the cores free of other work runs inside ``alone()``, which waits
+    for the other workers' running tests to end and holds back their next ones. Only one test file uses it (two at
+    once would wait on each other). Without xdist both do nothing."""
+
+    def __init__(self, folder: Path | None, worker: str):
+        self.folder, self.worker = folder, worker
+
+    @contextmanager
+    def shared(self):
+        if self.folder is None:
+            yield
+            return
+        busy, hold = self.folder / f"busy-{self.worker}", self.folder / "alone"
+        busy.touch()  # before looking at `hold`, as alone() makes `hold` before looking at the busy files
+        while hold.exists():
+            busy.unlink()
+            while hold.exists():
+                time.sleep(0.2)
+            busy.touch()
+        try:
+            yield
+        finally:
+            busy.unlink()
+
+    @contextmanager
+    def alone(self):
+        if self.folder is None:
+            yield
+            return
+        hold = self.folder / "alone"
+        hold.touch()
+        try:
+            while [p for p in self.folder.glob("busy-*") if p.name != f"busy-{self.worker}"]:
+                time.sleep(0.2)
+            yield
+        finally:
+            hold.unlink()
+
+
+CORES = pytest.StashKey[Cores]()
+
+
+def pytest_configure(config):
+    worker = getattr(config, "workerinput", {}).get("workerid")  # set in xdist's workers only
+    folder = None
+    if worker is not None:  # the workers' temp folders lie in this run's: there
+        folder = Path(config.option.basetemp).parent / "cores"
+        folder.mkdir(exist_ok=True)
+    config.stash[CORES] = Cores(folder, worker or "master")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item):
+    with item.config.stash[CORES].shared():
+        yield
+
+
+@pytest.fixture(scope="session")
+def cores(pytestconfig) -> Cores:
+    return pytestconfig.stash[CORES]
 
 
 @pytest.fixture(autouse=True)

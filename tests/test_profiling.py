@@ -201,12 +201,15 @@ def bench_cfg(tiny_world, tiny_models, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_world, tiny_models, tmp_path_factory):
+def tiny_run(tiny_world, tiny_models, tmp_path_factory, cores):
+    """A benchmark run timed with the cores to itself (tests/conftest.py's ``Cores``): with one core busy beside it,
+    the oracle's measured time came out at 0.85-0.91 of the projection (0.98 alone), failing the 10% check."""
     from eventspec.decoding.benchmark import run_benchmark
 
     out = tmp_path_factory.mktemp("bench")
     names = ["vl_baseline", "prompt_lookup", "token_sd", "oracle", "oracle_decode"]
-    run_benchmark(bench_cfg(tiny_world, tiny_models, out), tiny_world[1]["test"][0], out / "bench", names)
+    with cores.alone():
+        run_benchmark(bench_cfg(tiny_world, tiny_models, out), tiny_world[1]["test"][0], out / "bench", names)
     return out / "bench"
 
 
