@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import time
 
+import apt_lock
+
 APT_TIMEOUT_S = 600
 NAMES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -26,12 +28,15 @@ def install() -> str:
     install time is printed: ``pytest -s`` shows it)."""
     if found := find():
         return found
-    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    start = time.monotonic()
-    for step in (["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends", "chromium"]):
-        res = subprocess.run(["apt-get", *step], env=env, capture_output=True, text=True, timeout=APT_TIMEOUT_S)
-        assert res.returncode == 0, f"apt-get {' '.join(step)}: {res.stdout[-2000:]}{res.stderr[-2000:]}"
-    print(f"\napt-get update + install chromium: {time.monotonic() - start:.0f} s")
+    with apt_lock.LOCK:
+        if found := find():  # installed meanwhile
+            return found
+        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        start = time.monotonic()
+        for step in (["update", "-qq"], ["install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+            res = subprocess.run(["apt-get", *step], env=env, capture_output=True, text=True, timeout=APT_TIMEOUT_S)
+            assert res.returncode == 0, f"apt-get {' '.join(step)}: {res.stdout[-2000:]}{res.stderr[-2000:]}"
+        print(f"\napt-get update + install chromium: {time.monotonic() - start:.0f} s")
     found = find()
     assert found, f"apt-get installed chromium but none of {NAMES} is on PATH"
     return found

@@ -1,21 +1,26 @@
 """Session fixtures: a tiny toy world with sample stores, a tiny random verifier/drafter pair, and one finished
-run of the test config's whole pipeline.
+run of the test config's whole pipeline, shared by the pytest-xdist workers (pyproject.toml: ``-n 2``).
 
 The models are untrained (random weights): every mechanism under test (greedy
 decoding, caches, hidden-state convention, storage) holds for any weights, and
 building them takes a second instead of minutes.
 """
 
+import shutil
 import sys
 import threading
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import slurm_cluster  # noqa: E402
 from eventspec import config as config_mod  # noqa: E402
+
+slurm_cluster.use(slurm_cluster.NO_CLUSTER_CONF)  # every `python -m snakemake` without a 10 s wait for SLURM
 
 TINY_MODELS = {
     "image_size": 32,
@@ -25,6 +30,19 @@ TINY_MODELS = {
     "verifier": {"patch_size": 8},
     "drafter": {"patch_size": 16},
 }
+
+
+LONGEST_FIRST = ("test_slurm.py", "test_decoding.py", "test_pipeline.py", "test_gpu_check.py", "test_adapters.py",
+                 "test_tree.py", "test_profiling.py", "test_extract.py", "test_drafter_states.py", "test_memory.py")
+"""The slowest test files, in the order the two xdist workers start them (pyproject.toml: ``--dist loadscope``,
+a whole file per worker), the others after them in their own order: the longest first, so that neither worker is
+left with a long file at the end. The SLURM tests lead: they mostly wait on the plugin's polling, and make the
+shared pipeline run meanwhile (tests/test_slurm.py's ``runs``) before the next files read it."""
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))
 
 
 @pytest.fixture(scope="session")
@@ -95,9 +113,7 @@ def system_packages():
     machines do), so that the download and unpacking overlap the CPU-bound pipeline run. The browser fixture joins
     the thread, then installs through browser.py as before: finds it, or installs and reports what failed.
 
-    Not slurm-wlm: once its tools are installed, every `python -m snakemake` spends up to 10 s while no controller
-    runs (snakemake-executor-plugin-slurm 2.8 runs `scontrol show config` when it is loaded, for its help text),
-    so it is installed only when the SLURM tests start their cluster (tests/slurm_cluster.py)."""
+    Not slurm-wlm: the SLURM tests install it when they start their cluster (tests/slurm_cluster.py)."""
     import browser
 
     def install():
@@ -111,14 +127,41 @@ def system_packages():
     return thread
 
 
+def once_per_run(tmp_path_factory, worker_id: str, name: str, make) -> Path:
+    """A folder that ``make(folder)`` fills once per test run, shared by the pytest-xdist workers: the first worker
+    to ask makes it, a worker asking meanwhile waits for it, and one asking after a failed try fails with its error
+    (without xdist: a folder of this session's own)."""
+    if worker_id == "master":
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent  # this run's temp folder, above each worker's own
+    folder, done, failed = (shared / f"{name}{end}" for end in ("", ".done", ".failed"))
+    with FileLock(shared / f"{name}.lock"):
+        if failed.exists():
+            pytest.fail(f"{name}: failed on another worker: {failed.read_text()}")
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                make(folder)
+            except BaseException as error:
+                failed.write_text(str(error)[-3000:])
+                raise
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
-def pipeline_run(system_packages, tmp_path_factory):
+def pipeline_run(system_packages, tmp_path_factory, worker_id):
     """Workdir of the whole DAG run once on tests/config.test.yaml, for every test that reads a finished run (the
-    pipeline's outputs, its report, what an edit reruns, the local reference of the SLURM run). Tests must not
-    change it: a test that runs jobs in it works on a copy (tests/test_pipeline.py's ``finished_copy``)."""
+    pipeline's outputs, its report, what an edit reruns, the local reference of the SLURM run, the GPU check's
+    pipeline step). Tests must not change it: a test that runs jobs in it works on a copy (tests/test_pipeline.py's
+    ``finished_copy``)."""
     from pipeline_run import snakemake
 
-    workdir = tmp_path_factory.mktemp("pipeline")
-    res = snakemake(workdir)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return workdir
+    def run(workdir):
+        res = snakemake(workdir)
+        assert res.returncode == 0, res.stderr[-3000:]
+
+    return once_per_run(tmp_path_factory, worker_id, "pipeline", run)

@@ -14,7 +14,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import apt_lock
+
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
+NO_CLUSTER_CONF = Path(__file__).with_name("no_slurm_cluster.conf")
+"""What SLURM's commands of the test processes read while no test cluster runs (its comments say why)."""
 MUNGE_KEY = Path("/etc/munge/munge.key")
 DAEMONS = ("slurmctld", "slurmd")
 
@@ -24,8 +28,10 @@ def install() -> None:
     if all(shutil.which(tool) for tool in ("sbatch", "slurmctld", "slurmd", "munged")):
         return
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"], check=True, env=env, capture_output=True)
+    with apt_lock.LOCK:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"], check=True, env=env,
+                       capture_output=True)
 
 
 def slurm_conf(work: Path, cpus: int, memory_mb: int) -> str:
@@ -60,9 +66,16 @@ def slurm_conf(work: Path, cpus: int, memory_mb: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def use(conf: Path) -> None:
+    """Point the SLURM commands of this process and of the processes it starts at ``conf`` (SLURM_CONF)."""
+    os.environ["SLURM_CONF"] = str(conf)
+
+
 def start(work: Path, memory_mb: int = 100000) -> None:
-    """Configure and start munged, slurmctld and slurmd; wait until the node takes jobs."""
+    """Configure and start munged, slurmctld and slurmd; wait until the node takes jobs. Until stop(), this
+    process and its children (Snakemake, sbatch, squeue) talk to that cluster."""
     install()
+    use(SLURM_CONF)
     for sub in ("state", "spool"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     for d in (MUNGE_KEY.parent, Path("/run/munge"), Path("/var/log/munge"), Path("/var/lib/munge")):
@@ -86,6 +99,11 @@ def start(work: Path, memory_mb: int = 100000) -> None:
             return
         time.sleep(1)
     raise RuntimeError(f"SLURM node not ready (state {state!r}); see {work}/slurmctld.log and slurmd.log")
+
+
+def stop() -> None:
+    stop_daemons()
+    use(NO_CLUSTER_CONF)
 
 
 def stop_daemons() -> None:

@@ -76,18 +76,20 @@ def submitted_rules(output: str) -> list[str]:
 def cluster(tmp_path_factory):
     slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
     yield
-    slurm_cluster.stop_daemons()
+    slurm_cluster.stop()
 
 
 @pytest.fixture(scope="module")
-def runs(cluster, pipeline_run, tmp_path_factory):
+def runs(cluster, request, tmp_path_factory):
     """Workdirs of the test config's extraction DAG run through profiles/slurm, and of the session's local run of
-    the whole test config (tests/conftest.py: `--cores 2`, the same threads per job as on SLURM)."""
+    the whole test config (tests/conftest.py: `--cores 2`, the same threads per job as on SLURM), made meanwhile
+    when no other test has made it yet (the SLURM run mostly waits on the plugin's polling)."""
     root = tmp_path_factory.mktemp("runs")
     on_slurm = Background(root / "slurm", *PROFILE, *FAST_POLLING)
+    local = request.getfixturevalue("pipeline_run")
     print()
     output = on_slurm.wait("SLURM run of the extraction DAG")
-    return {"slurm": root / "slurm", "local": pipeline_run, "slurm_output": output}
+    return {"slurm": root / "slurm", "local": local, "slurm_output": output}
 
 
 def test_slurm_run_matches_a_local_run(runs):
