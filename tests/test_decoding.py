@@ -809,3 +809,20 @@ def test_benchmark_config_errors_name_the_key():
         checked_names({"configs": configs, "max_samples": 0}, None)
     with pytest.raises(ConfigError, match="benchmark.configs needs vl_baseline"):
         checked_names({"configs": {"hf_generate": {"kind": "hf_generate"}}, "max_samples": 3}, None)
+
+
+def test_pairs_ask_the_chosen_questions_alike_in_both_halves():
+    """Even pairs choose the strongest peer, odd ones are held out: both ask every chosen question equally often;
+    an unknown question id is refused naming the key and the store."""
+    from eventspec.config import ConfigError
+    from eventspec.decoding.benchmark import asked_questions, pairs
+
+    qids = ["objects", "count", "describe", "report"]
+    asked = asked_questions({"questions": ["describe", "report"]}, qids, "test.zarr")
+    assert asked == [2, 3]
+    todo = pairs(20, asked, 8)
+    assert todo == [(0, 2), (1, 2), (2, 3), (3, 3), (4, 2), (5, 2), (6, 3), (7, 3)]
+    assert sorted(q for _, q in todo[0::2]) == sorted(q for _, q in todo[1::2])
+    assert asked_questions({"questions": []}, qids, "test.zarr") == [0, 1, 2, 3]
+    with pytest.raises(ConfigError, match=r"benchmark.questions: \['story'\] not in test.zarr"):
+        asked_questions({"questions": ["story"]}, qids, "test.zarr")

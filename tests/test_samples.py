@@ -141,4 +141,8 @@ def test_toy_answers_from_ground_truth():
     assert by_id["fast"] == "yes , the car is moving fast ."
     assert by_id["approaching"] == "yes , a blue truck is approaching ."
     assert by_id["describe"] == "a night road scene with a fast red car moving left and a slow blue truck approaching ."
+    assert by_id["report"] == ("it is night . there are two moving objects . the first is a red car moving left fast . "
+                               "the second is a blue truck approaching slowly .")
+    assert answers(TOY, {"time_of_day": "day", "objects": []})[TOY.index(next(q for q in TOY if q.qid == "report"))] \
+        == "it is daytime . the road is empty ."
     assert all(3 <= len(a.split()) <= 30 for a in by_id.values())

@@ -193,3 +193,22 @@ def test_killed_toy_models_run_ends_its_workers(tiny_world, tmp_path, sig):
         for w in workers:
             if alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+def test_default_toy_verifier_has_the_shape_the_readme_states():
+    """The wind tunnel's shape (DESIGN §4) is a documented fact: the README's "N layers x W wide" is what the
+    default config builds, for the verifier and the drafter alike."""
+    import re
+
+    from eventspec import config as config_mod
+    from eventspec.toy.tokenizer import build_word_tokenizer
+    from eventspec.toy.trainer import tiny_drafter, tiny_verifier
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    layers, width = map(int, re.search(r"LLMs? of (\d+) layers x (\d+) wide", readme).groups())
+    cfg = config_mod.load(Path(__file__).parents[1] / "config.yaml")["toy_models"]
+    tok = build_word_tokenizer(["a b c"])
+    verifier = tiny_verifier(tok, cfg, cfg["image_size"], 8).config.text_config
+    drafter = tiny_drafter(tok, cfg, cfg["image_size"], 5).config
+    assert (verifier.num_hidden_layers, verifier.hidden_size) == (layers, width)
+    assert (drafter.num_hidden_layers, drafter.hidden_size) == (layers, width)

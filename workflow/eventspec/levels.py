@@ -4,7 +4,7 @@ A registry entry (config ``adapters.<name>``) gets, for every setting it
 leaves out, its level's default at the config's scale:
 
 - the toy world (``data.source: toy``): ``toy_adapters.<level>`` of the config
-  (config.yaml scales every level to the toy's 128-dim hidden states);
+  (config.yaml scales every level to the toy's 64-dim hidden states);
 - then, for any run, the seeds' training settings of the level
   (``SEED_TRAINING``); the seeds' 4096-dim hyperparameters (``DEFAULT_HPARAMS``)
   are filled in when the adapter is built.

@@ -1,6 +1,6 @@
 """Question sets and toy ground-truth answers.
 
-A question set is a list of ``Question``. The built-in ``toy`` set has ten
+A question set is a list of ``Question``. The built-in ``toy`` set has eleven
 templates whose answers are derived from the toy world's ground truth; the
 ``dsec`` set holds open questions about driving scenes (no reference answers,
 as for real DSEC). A path to a JSON list of strings is a custom set.
@@ -112,6 +112,25 @@ def _describe(w: dict) -> str:
     return f"{when} road scene with " + _join(parts) + " ."
 
 
+ORDINALS = ["first", "second", "third", "fourth", "fifth"]
+
+
+def _adverb(speed: str) -> str:
+    return "slowly" if speed == "slow" else "fast"
+
+
+def _report(w: dict) -> str:
+    """The long answer: time of day, the count, then one sentence per object (as long as Video-LLaVA's answers)."""
+    sentences = [_time_of_day(w)]
+    objs = w["objects"]
+    if not objs:
+        return " ".join(sentences + ["the road is empty ."])
+    sentences.append(_count(w))
+    for o, ordinal in zip(objs, ORDINALS):
+        sentences.append(f"the {ordinal} is a {_name(o)} {_motion(o)} {_adverb(o['speed'])} .")
+    return " ".join(sentences)
+
+
 TOY = [
     Question("objects", "What objects are in the scene?", _objects),
     Question("count", "How many objects are moving?", _count),
@@ -123,7 +142,10 @@ TOY = [
     Question("empty", "Is the road empty?", _empty),
     Question("approaching", "Is anything approaching the camera?", _approaching),
     Question("describe", "Describe the scene.", _describe),
+    Question("report", "Report the time of day, then each object with its colour, direction and speed.", _report),
 ]
+LONG_ANSWERS = ("describe", "report")
+"""The toy questions whose answers run 10-40 tokens (Video-LLaVA's run 20-50): the benchmark's default in the toy."""
 
 DSEC = [
     Question(f"dsec_{i}", text)

@@ -83,10 +83,21 @@ TABLE_WARMUP = 3
 """Untimed forwards per width before a baseline's first verify-width sample (allocation, compilation)."""
 
 
-def pairs(n_windows: int, n_questions: int, max_samples: int) -> list[tuple[int, int]]:
-    """(window, question) pairs: pair i reads window i with question i mod n_questions."""
+def pairs(n_windows: int, asked: list[int], max_samples: int) -> list[tuple[int, int]]:
+    """(window, question) pairs: pair i reads window i with question ``asked[(i // 2) mod len(asked)]``, so the
+    even pairs (which choose the strongest peer) and the odd ones (held out) ask the same questions."""
     n = n_windows if max_samples < 0 else min(max_samples, n_windows)
-    return [(i, i % n_questions) for i in range(n)]
+    return [(i, asked[(i // 2) % len(asked)]) for i in range(n)]
+
+
+def asked_questions(bench: dict, qids: list[str], samples: str | Path) -> list[int]:
+    """Indices into the sample store's questions of ``benchmark.questions`` (empty: all of them)."""
+    if not bench["questions"]:
+        return list(range(len(qids)))
+    unknown = [q for q in bench["questions"] if q not in qids]
+    if unknown:
+        raise ConfigError(f"benchmark.questions: {unknown} not in {samples} (its questions: {qids})")
+    return [qids.index(q) for q in bench["questions"]]
 
 
 def adapter_dir(results: str, name: str) -> str:
@@ -336,8 +347,9 @@ def run_benchmark(cfg: dict, samples: str | Path, out_dir: str | Path, names: li
     (out_dir / "failures.json").unlink(missing_ok=True)
     group, n_windows = store.open_committed(samples)
     questions = [q["text"] for q in group.attrs["questions"]]
-    todo = pairs(n_windows, len(questions), bench["max_samples"])
-    warm = [(i % n_windows, (i + 1) % len(questions)) for i in range(bench["warmup"])]
+    asked = asked_questions(bench, [q["qid"] for q in group.attrs["questions"]], samples)
+    todo = pairs(n_windows, asked, bench["max_samples"])
+    warm = [(i % n_windows, asked[(i + 1) % len(asked)]) for i in range(bench["warmup"])]
     torch._dynamo.reset()  # compiled code of an earlier benchmark in this process (frames sweep) holds stale guards
     runner = Runner(cfg, names, frames)
     plans = runner.plans
