@@ -115,23 +115,21 @@ def pytest_configure(config):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item):
+    """Each test, its fixtures included (module ones too), starts on one torch thread: a test that needs more sets
+    them, and none inherits the count a test before it left (float sums, hence digests, depend on it). The two xdist
+    workers share 2 cores: a worker's second thread would wait on a core the other worker holds at every op, and the
+    tiny models' ops are too small for two threads to pay anyway (a test-split extraction: 68 s on 2 threads beside
+    one busy core, 2.2 s on 1)."""
+    torch.set_num_threads(1)
     with item.config.stash[CORES].shared():
         yield
+
+
 
 
 @pytest.fixture(scope="session")
 def cores(pytestconfig) -> Cores:
     return pytestconfig.stash[CORES]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Every test starts on one torch thread (a test that needs more sets them). The two xdist workers share 2 cores:
-    a worker's second thread would wait on a core the other worker holds at every op, and the tiny models' ops are
-    too small for two threads to pay anyway (a test-split extraction: 68 s on 2 threads beside one busy core, 2.2 s
-    on 1). A serial run did this already from test_decoding.py's first fixture on; this leaves no test to the
-    thread count of the test before it."""
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
