@@ -125,8 +125,6 @@ def pytest_runtest_protocol(item):
         yield
 
 
-
-
 @pytest.fixture(scope="session")
 def cores(pytestconfig) -> Cores:
     return pytestconfig.stash[CORES]
