@@ -171,8 +171,10 @@ def skip_missing(*devices):
             pytest.skip(f"needs {device}")
 
 
-@pytest.mark.parametrize("concurrent", [True, False])
-@pytest.mark.parametrize("verifier_device, drafter_device", DEVICES, ids=["cpu", "cuda", "cuda+cuda1"])
+@pytest.mark.parametrize("verifier_device, drafter_device, concurrent", [
+    (*DEVICES[0], True),  # in-process on the CPU: test_decoding's benchmark tests
+    *[(*devices, concurrent) for devices in DEVICES[1:] for concurrent in (True, False)],
+], ids=["cpu-True", "cuda-True", "cuda-False", "cuda+cuda1-True", "cuda+cuda1-False"])
 def test_benchmark_drafter_paths(tiny_world, tiny_models, tmp_path, verifier_device, drafter_device, concurrent):
     """The benchmark's drafter paths end to end (token-level SD and the oracle's prefill drafts; worker and
     in-process; CPU, one GPU, two GPUs): lossless (``run_benchmark`` raises otherwise), one drafter resident (none
@@ -181,8 +183,6 @@ def test_benchmark_drafter_paths(tiny_world, tiny_models, tmp_path, verifier_dev
         if not torch.cuda.is_available():
             pytest.skip("needs a CUDA device")
         skip_missing(verifier_device, drafter_device)
-    elif not concurrent:
-        pytest.skip("in-process on the CPU: test_decoding's benchmark tests")
     from test_decoding import bench_config
 
     from eventspec.decoding.benchmark import Runner, run_benchmark

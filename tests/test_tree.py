@@ -7,7 +7,7 @@ import torch
 from eventspec.adapters.architectures import build_adapter
 from eventspec.decoding import track as tr
 from eventspec.decoding.static_step import StaticStep
-from eventspec.decoding.tree import DraftTree, TreeDrafter, rerank, verify_tree
+from eventspec.decoding.tree import DraftTree, TreeDrafter, rerank, tree_block, tree_mask, verify_tree
 from test_decoding import (  # noqa: F401 (fixtures)
     MAX_NEW, case, first_new_token_at, oracle_table, pair, reference, run, samples,
 )
@@ -160,3 +160,74 @@ def test_benchmark_runs_tree_configurations_with_and_without_prefill_hiding(tiny
                      if key.startswith("static/")]
     assert static_tables and set(static_tables[0]) >= {"6"}  # the tree's padded width (budget + 1) is in the table
     assert s["L4+B1E_tree"]["early_drafts_mean"] > 0 and s["B1E_tree"]["early_drafts_mean"] == 0
+
+
+class Recorded:
+    """A draft source that keeps every tree its source drafted."""
+
+    def __init__(self, source):
+        self.source, self.trees = source, []
+        self.uses_drafter, self.width = source.uses_drafter, source.width
+
+    @property
+    def drafter(self):
+        return self.source.drafter
+
+    @drafter.setter
+    def drafter(self, states):
+        self.source.drafter = states
+
+    def draft(self, verifier, answer, k):
+        self.trees.append(self.source.draft(verifier, answer, k))
+        self.trees[-1].room = k
+        return self.trees[-1]
+
+
+def grown_trees(pair, samples, tree_steps, compile: bool, gamma: int) -> list[DraftTree]:
+    verifier, drafter = pair
+    torch.manual_seed(11)
+    head = build_adapter("B1", drafter.hidden_size, verifier.hidden_size, use_token_embedding=True, **SMALL).eval()
+    source = Recorded(TreeDrafter(head, verifier, depth=4, top_k=3, budget=BUDGET, compile=compile))
+    gen = run(pair, samples, 1, source=source, gamma=gamma, step=tree_steps["static"])
+    assert gen.tokens == reference(pair, samples, 1).tokens
+    return source.trees
+
+
+def test_one_compiled_call_grows_the_tree_the_eager_head_grows(pair, samples, tree_steps):
+    """The compiled ``grow`` (catch-up and every depth in one graph) drafts exactly the eager head's trees."""
+    eager, compiled = (grown_trees(pair, samples, tree_steps, c, 4) for c in (False, True))
+    assert [(t.tokens, t.parents) for t in compiled] == [(t.tokens, t.parents) for t in eager]
+    assert any(max(t.depths()) >= 2 for t in eager)  # trees, not one level
+
+
+def test_trees_keep_to_the_rounds_room(pair, samples, tree_steps):
+    """Every depth is grown (one graph), but no node lies deeper than the round's room."""
+    trees = grown_trees(pair, samples, tree_steps, True, 2)
+    assert trees and all(max(t.depths()) <= min(t.room, 2) for t in trees if len(t))
+    assert any(max(t.depths()) == 2 for t in trees)
+
+
+def test_rerank_puts_the_most_probable_path_first():
+    # pool: two roots, the better one (0) with children 2 (best) and 3; node 2's child 4; node 1's child 5
+    tokens, parents = [10, 11, 12, 13, 14, 15], [-1, -1, 0, 0, 2, 1]
+    scores = [-0.1, -0.4, -0.3, -0.6, -0.5, -0.45]
+    kept_tokens, kept_parents = rerank(tokens, parents, scores, 6, eos=2)
+    assert kept_tokens == [10, 12, 14, 13, 11, 15]  # depth first, best child first: the path 10 12 14 is 0, 1, 2
+    assert kept_parents == [-1, 0, 1, 0, -1, 4]
+
+
+def test_tree_mask_by_hand():
+    """Pending token at position 2 of a 7-slot cache; nodes a (root child), b (a's child), c (root child); one
+    padding row: each row sees positions 0-1, the pending token and its own ancestors; padding only itself."""
+    tree = DraftTree([7, 8, 9], [-1, 0, -1], width=5)
+    mask = tree_mask(tree_block(tree), torch.tensor(2), 7, torch.bool)[0, 0].int().tolist()
+    assert mask == [
+        [1, 1, 1, 0, 0, 0, 0],  # pending
+        [1, 1, 1, 1, 0, 0, 0],  # a
+        [1, 1, 1, 1, 1, 0, 0],  # b sees a
+        [1, 1, 1, 0, 0, 1, 0],  # c
+        [1, 1, 0, 0, 0, 0, 1],  # padding
+    ]
+    additive = tree_mask(tree_block(tree), torch.tensor(2), 7, torch.float32)[0, 0]
+    assert torch.equal(additive == 0, torch.tensor(mask, dtype=torch.bool))
+    assert (additive[additive != 0] == torch.finfo(torch.float32).min).all()

@@ -169,7 +169,7 @@ class Runner:
         head = self.heads[plan.decode_adapter]
         if plan.tree:
             return TreeDrafter(head, self.verifier, **plan.tree, compile=plan.compile)
-        return HeadDrafter(head, self.verifier, self.configs[plan.name]["adaptive"], plan.compile)
+        return HeadDrafter(head, self.verifier, self.configs[plan.name]["adaptive"], plan.compile, gamma=plan.gamma)
 
     def step(self, plan: Plan) -> StaticStep | None:
         return self.steps[plan.compile] if plan.path in ("static", "compiled") else None
@@ -281,7 +281,8 @@ def record(name: str, window: int, question: int, runs: list[Generated], verdict
         "accepted_lengths": [r.accepted for r in gen.rounds],
         "verifier_forwards": gen.verifier_forwards,
         "early_drafts": gen.early_drafts, "early_accepted": gen.early_accepted,
-        "drafter_prefill_s": gen.drafter_prefill_s, "early_draft_s": gen.early_draft_s, "wait_s": gen.wait_s,
+        "drafter_prefill_s": gen.drafter_prefill_s, "drafter_prepare_s": gen.drafter_prepare_s,
+        "early_draft_s": gen.early_draft_s, "wait_s": gen.wait_s,
         "drafter_start_s": gen.drafter_start_s, "drafter_return_s": gen.drafter_return_s,
         "bytes_between_processes": gen.bytes_between_processes, "bytes_host_device": gen.bytes_host_device,
         "lossless": ok, "lossless_error": None if ok else str(verdict),

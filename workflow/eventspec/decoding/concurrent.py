@@ -54,6 +54,7 @@ class EarlyDrafts:
     drafts: list[int]
     prefill_s: float  # drafter preprocessing + vision + prefill
     draft_s: float  # drafting after its prefill
+    prepare_s: float = 0.0  # of prefill_s, the preprocessing (event images and prompt to tensors)
     started_at: float = 0.0  # time.perf_counter() (CLOCK_MONOTONIC, shared by processes) when the job began
     done_at: float = 0.0  # ... when its drafts were ready
     states: DrafterStates | None = field(repr=False, default=None)  # the drafter's track (``return_state``)
@@ -68,7 +69,9 @@ def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tup
     """Prefill the drafter and draft; return the drafts, its track and the vocabulary its own tokens keep to."""
     t0 = now(drafter.device)
     vocab = draftable_vocab(drafter, job.vocab)
-    track = prefill(drafter, drafter.prepare(job.event_images, [job.question]))
+    inputs = drafter.prepare(job.event_images, [job.question])
+    prepared = now(drafter.device)
+    track = prefill(drafter, inputs)
     t1 = now(drafter.device)
     if job.propose is None:
         drafts = []
@@ -84,7 +87,7 @@ def run_job(drafter, adapters: dict, lm_head, job: DraftJob, should_stop) -> tup
             propose = propose_from_adapter(adapter, lm_head)
         drafts = draft_while(track, propose, job.k_max, should_stop, job.feed_own, job.eos)
     t2 = now(drafter.device)
-    return EarlyDrafts(drafts, t1 - t0, t2 - t1, t0, t2), track, vocab
+    return EarlyDrafts(drafts, t1 - t0, t2 - t1, prepared - t0, t0, t2), track, vocab
 
 
 class InProcessDrafter:

@@ -139,12 +139,15 @@ class HeadDrafter:
     drafts used: the crop), then one position per draft. ``compile``: that step, head + verifier LM head,
     is one ``torch.compile``-d function of fixed shapes. A head that reads only the verifier (B1, B1E)
     drafts with no host sync: argmax, the adaptive stop's probabilities and the token history stay on the
-    device until the round's drafts are read at once. Heads without ``step`` (the oracles) re-run on the
+    device until the round's drafts are read at once, and its round is one call of ``chain`` (the last catch-up
+    chunk and every draft; compiled, one graph when ``gamma`` fixes the chain's length: a round with less room
+    drafts ``gamma`` and keeps what fits). Heads without ``step`` (the oracles) re-run on the
     whole history per draft."""
 
     def __init__(self, head: torch.nn.Module, verifier_backend, adaptive: float = 0.0, compile: bool = False,
-                 spare_slots: int = 0):
+                 spare_slots: int = 0, gamma: int = 0):
         self.head = head
+        self.gamma = gamma
         self.lm_head = verifier_backend.lm_head
         self.embed = verifier_backend.embed
         self.eos = verifier_backend.eos_token_id
@@ -156,11 +159,12 @@ class HeadDrafter:
         if self.cached:
             from ..adapters.architectures import HeadCache
 
-            self.cache = HeadCache(head, head.max_positions + CATCH_UP + spare_slots)
+            self.cache = HeadCache(head, head.max_positions + CATCH_UP + max(spare_slots, gamma))
             self.slot_ids = torch.arange(self.cache.slots, device=_device(head))
             if compile:
                 torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, COMPILED_VARIANTS)
             self.step = torch.compile(self._step, dynamic=False) if compile else self._step
+            self.chain = torch.compile(self._chain, dynamic=False) if compile else self._chain
         else:
             self.predict = torch.compile(self._predict, dynamic=True) if compile else self._predict
         self.track: Track | None = None  # the verifier track of the pair being drafted for
@@ -209,9 +213,10 @@ class HeadDrafter:
             prompt_state = self.drafter.hidden_on(self.head, 0)[:1]
             self.condition = self.head.condition(prompt_state)
 
-    def catch_up(self, verifier: Track, answer: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the head positions the verifier confirmed since the last round (the verifier's true states and
-        the answer's tokens), ``CATCH_UP`` per padded call; return the last one's (predicted state, logits)."""
+    def catch_up_chunks(self, verifier: Track, answer: list[int]) -> list[tuple]:
+        """The head positions the verifier confirmed since the last round (the verifier's true states and the
+        answer's tokens) as ``CATCH_UP``-padded step inputs ``(verifier_rows, drafter_rows, ids, slots, count)``,
+        in order; the head then counts them as known (the caller runs them)."""
         if verifier is not self.track:
             self.begin(verifier)
         n = len(answer)
@@ -225,6 +230,7 @@ class HeadDrafter:
         if "drafter" in self.head.uses:  # the drafter after reading tokens <= t, for position t
             self.drafter.sync(answer)
             drafter_states = self.drafter.hidden_on(self.head, 1)
+        chunks = []
         while True:
             start = min(self.known, n - 1)
             count = min(CATCH_UP, n - start)
@@ -234,12 +240,18 @@ class HeadDrafter:
             drafter_rows = None if drafter_states is None else torch.nn.functional.pad(
                 drafter_states[start : start + count], (0, 0, 0, pad))
             ids = torch.tensor(answer[start : start + count] + [0] * pad, device=self.embed.weight.device)
-            slots = self.slot_ids[start : start + CATCH_UP]
-            predicted, logits = self.step(verifier_rows, drafter_rows, ids, slots, slots, None, self.condition,
-                                          self.cache)
+            chunks.append((verifier_rows, drafter_rows, ids, self.slot_ids[start : start + CATCH_UP], count))
             self.known = start + count
             if self.known == n:
-                return predicted[count - 1], logits[count - 1]
+                return chunks
+
+    def catch_up(self, verifier: Track, answer: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the head positions the verifier confirmed since the last round, ``CATCH_UP`` per padded call;
+        return the last one's (predicted state, logits)."""
+        for verifier_rows, drafter_rows, ids, slots, count in self.catch_up_chunks(verifier, answer):
+            predicted, logits = self.step(verifier_rows, drafter_rows, ids, slots, slots, None, self.condition,
+                                          self.cache)
+        return predicted[count - 1], logits[count - 1]
 
     @torch.no_grad()
     def draft(self, verifier: Track, answer: list[int], k: int) -> list[int]:
@@ -267,25 +279,52 @@ class HeadDrafter:
                 drafter_hidden = torch.cat([drafter_hidden, self.drafter.hidden_on(self.head, -1)])
         return drafts
 
+    def after_known(self, verifier_rows, ids, catch_slots, last, condition, cache) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head over a catch-up chunk (``_step``'s inputs), then its row ``last`` (a 0-d tensor): the predicted
+        state [1, D] and logits [V] after the last known position. The start of a compiled round."""
+        predicted, logits = self._step(verifier_rows, None, ids, catch_slots, catch_slots, None, condition, cache)
+        return predicted.index_select(0, last.view(1)), logits.index_select(0, last.view(1))[0]
+
+    def _chain(self, verifier_rows, ids, catch_slots, last, n, condition, cache, length: int):
+        """A round of a head reading only the verifier: the last catch-up chunk, then ``length`` greedy drafts at
+        answer positions ``n``, ``n + 1``, ... (``n`` a 0-d tensor); their tokens and top-1 probabilities."""
+        predicted, logits = self.after_known(verifier_rows, ids, catch_slots, last, condition, cache)
+        tokens, confidence = [], []
+        for i in range(length):
+            tokens.append(logits.argmax(-1, keepdim=True))
+            confidence.append(logits.softmax(-1).max(-1, keepdim=True).values)
+            if i < length - 1:
+                slot = (n + i).view(1)
+                predicted, logits = self._step(predicted, None, tokens[-1], slot, slot, None, condition, cache)
+                logits = logits[0]
+        return torch.cat(tokens), torch.cat(confidence)
+
     def draft_cached(self, verifier: Track, answer: list[int], k: int) -> list[int]:
         """``draft`` on the head's KV cache: one new position per draft."""
-        predicted, logits = self.catch_up(verifier, answer)
         n = len(answer)
-        per_draft_drafter = "drafter" in self.head.uses
+        room = min(k, self.head.max_positions - n + 1)
+        if "drafter" not in self.head.uses:  # no host sync per draft: one call for the round
+            *earlier, (verifier_rows, _, ids, catch_slots, count) = self.catch_up_chunks(verifier, answer)
+            for rows, _, chunk_ids, slots, _ in earlier:  # more than CATCH_UP new positions (rare): eager steps,
+                self._step(rows, None, chunk_ids, slots, slots, None, self.condition, self.cache)  # no compiling
+            if self.gamma and k > self.gamma:
+                raise ValueError(f"{k} drafts asked of a head drafting chains of gamma={self.gamma}")
+            device = self.slot_ids.device
+            tokens, confidence = self.chain(verifier_rows, ids, catch_slots, torch.tensor(count - 1, device=device),
+                                            torch.tensor(n, device=device), self.condition, self.cache,
+                                            self.gamma or room)
+            return self.stop(tokens.tolist()[:room], confidence.tolist()[:room] if self.adaptive else None)
+        predicted, logits = self.catch_up(verifier, answer)
         tokens, confidence = [], []
-        for i in range(min(k, self.head.max_positions - n + 1)):
+        for i in range(room):  # the drafter reads each draft: its state is the next position's input
             token = logits.argmax(-1, keepdim=True)
             tokens.append(token)
             if self.adaptive:
                 confidence.append(logits.softmax(-1).max(-1, keepdim=True).values)
-            if i == k - 1:
+            if i == k - 1 or int(token) == self.eos:
                 break
-            drafter_row = None
-            if per_draft_drafter:  # the drafter reads the draft: its state is this position's input
-                if int(token) == self.eos:
-                    break
-                self.drafter.read([int(token)])
-                drafter_row = self.drafter.hidden_on(self.head, -1)
+            self.drafter.read([int(token)])
+            drafter_row = self.drafter.hidden_on(self.head, -1)
             slot = self.slot_ids[n + i : n + i + 1]
             predicted, logits = self.step(predicted[None], drafter_row, token, slot, slot, None, self.condition,
                                           self.cache)

@@ -169,6 +169,7 @@ def summarize(rows: dict[str, list[dict]], plans: dict, baselines: dict, failure
             "prefill_s_mean": statistics.mean(prefill) if prefill else None,
             "decode_s_mean": statistics.mean(r["decode_s"] for r in recs) if prefill else None,
             "drafter_prefill_s_mean": statistics.mean(r["drafter_prefill_s"] for r in recs),
+            "drafter_prepare_s_mean": statistics.mean(r.get("drafter_prepare_s", 0.0) for r in recs),
             "wait_s_mean": statistics.mean(r["wait_s"] for r in recs),
             "drafter_start_s_mean": statistics.mean(r["drafter_start_s"] for r in recs),
             "drafter_return_s_mean": statistics.mean(r["drafter_return_s"] for r in recs),

@@ -32,7 +32,8 @@ class Generated:
     engine: bool = True  # decoded by our engine (False: transformers' generate, whose forwards we do not see)
     early_drafts: int = 0  # drafts made during the verifier's prefill
     early_accepted: int = 0  # of them, accepted (the first answer token, which the prefill produces, not counted)
-    drafter_prefill_s: float = 0.0
+    drafter_prefill_s: float = 0.0  # its preprocessing, vision and prefill
+    drafter_prepare_s: float = 0.0  # of drafter_prefill_s, the preprocessing
     early_draft_s: float = 0.0
     wait_s: float = 0.0  # waiting for the drafter after the verifier's prefill ended
     drafter_start_s: float = 0.0  # from the start to the drafter beginning its job (process wake-up, transfer)
@@ -91,6 +92,7 @@ def timed_speculative(verifier: Backend, inputs: PrefillInputs, max_new_tokens: 
         result.wait_s = got.done_at - t1 if got.done_at > t1 else 0.0
         result.drafter_start_s, result.drafter_return_s = got.started_at - t0, held - max(got.done_at, t1)
         result.drafter_prefill_s, result.early_draft_s = got.prefill_s, got.draft_s
+        result.drafter_prepare_s = got.prepare_s
         result.early_drafts, early = len(got.drafts), got.drafts
     result.tokens, result.rounds = decode(track, max_new_tokens, verifier.eos_token_id, source, gamma, early,
                                           clock.mark)

@@ -8,7 +8,8 @@ head at once, each over its own ancestors (a tree mask on the head's cache),
 and takes each one's top-k children. All nodes grown are then reranked by
 cumulative log-probability to the node budget (a node's score never exceeds
 its parent's, so the best nodes are a tree; a child tied with a dropped parent
-is dropped); nodes below a drafted EOS never compete.
+is dropped); nodes below a drafted EOS never compete. The kept nodes go depth first, the best child first,
+so the most probable path is nodes 0, 1, ... One compiled call grows a whole tree.
 
 Verifying (``verify_tree``): one forward of the pending token and the nodes
 over the verifier's static cache, each row seeing the prompt, the answer and
@@ -38,7 +39,7 @@ from .track import Track
 
 @dataclass
 class DraftTree:
-    """Nodes in depth order: ``tokens[i]``'s parent is node ``parents[i]`` (-1: the pending token)."""
+    """Nodes, each after its parent: ``tokens[i]``'s parent is node ``parents[i]`` (-1: the pending token)."""
 
     tokens: list[int]
     parents: list[int]
@@ -70,7 +71,8 @@ class DraftTree:
 def rerank(tokens: list[int], parents: list[int], scores: list[float], budget: int, eos: int) -> tuple[list[int],
                                                                                                      list[int]]:
     """The ``budget`` best-scored nodes of a grown pool that form a tree (every kept node's parent kept, nothing
-    below an EOS), in depth order, as (tokens, parents re-indexed)."""
+    below an EOS), as (tokens, parents re-indexed), depth first with the best child first: the head's most
+    probable path is nodes 0, 1, ..., so when the verifier accepts it the cache needs no compaction."""
     def below_eos(i: int) -> bool:
         return any(tokens[a] == eos for a in _chain(parents, i)[1:])
 
@@ -80,12 +82,16 @@ def rerank(tokens: list[int], parents: list[int], scores: list[float], budget: i
     def rooted(i: int) -> bool:
         return all(a in chosen for a in _chain(parents, i)[1:])
 
-    kept = [i for i in order if rooted(i)]
-    depth = {}
-    for i in sorted(kept, key=lambda j: (len(_chain(parents, j)), -scores[j])):
-        depth[i] = len(depth)
-    ordered = sorted(depth, key=depth.get)
-    return [tokens[i] for i in ordered], [depth[parents[i]] if parents[i] >= 0 else -1 for i in ordered]
+    kept = [i for i in order if rooted(i)]  # best first
+    children: dict[int, list[int]] = {}
+    for i in kept:
+        children.setdefault(parents[i], []).append(i)
+    ordered, stack = [], children.get(-1, [])[::-1]
+    while stack:  # depth first, the best child first
+        ordered.append(stack.pop())
+        stack.extend(children.get(ordered[-1], [])[::-1])
+    index = {i: r for r, i in enumerate(ordered)}
+    return [tokens[i] for i in ordered], [index[parents[i]] if parents[i] >= 0 else -1 for i in ordered]
 
 
 def _chain(parents: list[int], i: int) -> list[int]:
@@ -98,7 +104,11 @@ def _chain(parents: list[int], i: int) -> list[int]:
 class TreeDrafter:
     """EAGLE-2 draft trees from a cached decode head reading the verifier alone (B1, B1E): ``depth`` levels (at
     most the round's room), ``top_k`` children per expanded node and ``top_k`` nodes expanded per depth,
-    reranked to ``budget`` nodes."""
+    reranked to ``budget`` nodes.
+
+    A round's head work is one call of ``grow`` (compiled with ``compile``): the last catch-up chunk and every
+    depth, so a round pays one compiled call's fixed cost (dynamo's guards, the wrapper), not one per depth. It
+    always grows ``depth`` levels (one graph); levels past the round's room are dropped before the rerank."""
 
     def __init__(self, head: torch.nn.Module, verifier_backend, depth: int, top_k: int, budget: int,
                  compile: bool = False):
@@ -109,6 +119,9 @@ class TreeDrafter:
         self.head = HeadDrafter(head, verifier_backend, compile=compile, spare_slots=depth * top_k)
         self.uses_drafter = self.head.uses_drafter
         self.width = budget + 1
+        self.grow = torch.compile(self._grow, dynamic=False) if compile else self._grow
+        # each pool node's depth (1: the pending token's children): top_k at depth 1, top_k² at each further one
+        self.pool_depths = [1] * top_k + [d for d in range(2, depth + 1) for _ in range(top_k * top_k)]
 
     @property
     def drafter(self) -> Track | None:
@@ -118,43 +131,59 @@ class TreeDrafter:
     def drafter(self, track: Track | None) -> None:
         self.head.drafter = track
 
+    def _grow(self, verifier_rows, ids, catch_slots, last, n, condition, cache):
+        """The head over the last catch-up chunk (row ``last`` is answer position ``n - 1``), then ``depth``
+        levels of the tree: the pool's tokens, parents (-1: the pending token) and cumulative log-probabilities
+        through the verifier's LM head, depth by depth. ``last`` and ``n`` are 0-d tensors (one graph for every
+        round)."""
+        hd, k = self.head, self.top_k
+        predicted, logits = hd.after_known(verifier_rows, ids, catch_slots, last, condition, cache)
+        top = logits.log_softmax(-1).topk(k)
+        pool_tokens, pool_scores = [top.indices], [top.values]
+        pool_parents = [torch.full((k,), -1, device=logits.device)]
+        frontier = torch.arange(k, device=logits.device)  # pool indices of the last depth's best nodes
+        states = predicted.expand(k, -1)  # their input: the parent's predicted verifier state
+        visible = (hd.slot_ids < n).expand(k, -1)  # their ancestors' head slots (the answer so far)
+        size = k
+        for d in range(1, self.depth):
+            slots = n + (d - 1) * k + torch.arange(k, device=n.device)
+            visible = visible | (hd.slot_ids == slots[:, None])
+            positions = (n + d - 1).expand(k)
+            tokens, scores = torch.cat(pool_tokens)[frontier], torch.cat(pool_scores)[frontier]
+            out, out_logits = hd._step(states, None, tokens, positions, slots, visible, condition, cache)
+            children = out_logits.log_softmax(-1).topk(k)
+            child_scores = (scores[:, None] + children.values).flatten()
+            pool_tokens.append(children.indices.flatten())
+            pool_scores.append(child_scores)
+            pool_parents.append(frontier.repeat_interleave(k))
+            best = child_scores.topk(k).indices
+            frontier = size + best
+            states, visible = out[best // k], visible[best // k]
+            size += k * k
+        return torch.cat(pool_tokens), torch.cat(pool_parents), torch.cat(pool_scores)
+
     @torch.no_grad()
     def draft(self, verifier: Track, answer: list[int], k: int) -> DraftTree:
         """A tree of at most ``budget`` nodes and ``min(depth, k)`` levels continuing ``answer``."""
         hd, n = self.head, len(answer)
-        predicted, logits = hd.catch_up(verifier, answer)
-        depth = min(self.depth, k, hd.head.max_positions - n + 1)
-        top = logits.log_softmax(-1).topk(self.top_k)
-        pool_tokens, pool_scores = [top.indices], [top.values]
-        pool_parents = [torch.full((self.top_k,), -1, device=logits.device)]
-        frontier = torch.arange(self.top_k, device=logits.device)  # pool indices of the last depth's best nodes
-        states = predicted.repeat(self.top_k, 1)  # their input: the parent's predicted verifier state
-        visible = (hd.slot_ids < n).repeat(self.top_k, 1)  # their ancestors' head slots (the answer so far)
-        size = self.top_k
-        for d in range(1, depth):
-            slots = hd.slot_ids[n + (d - 1) * self.top_k : n + d * self.top_k]
-            visible = visible | (hd.slot_ids == slots[:, None])
-            positions = torch.full_like(slots, n + d - 1)
-            tokens, scores = torch.cat(pool_tokens)[frontier], torch.cat(pool_scores)[frontier]
-            out, out_logits = hd.step(states, None, tokens, positions, slots, visible, hd.condition, hd.cache)
-            children = out_logits.log_softmax(-1).topk(self.top_k)
-            child_scores = (scores[:, None] + children.values).flatten()
-            pool_tokens.append(children.indices.flatten())
-            pool_scores.append(child_scores)
-            pool_parents.append(frontier.repeat_interleave(self.top_k))
-            best = child_scores.topk(self.top_k).indices
-            frontier = size + best
-            states, visible = out[best // self.top_k], visible[best // self.top_k]
-            size += self.top_k * self.top_k
-        tokens, parents = rerank(torch.cat(pool_tokens).tolist(), torch.cat(pool_parents).tolist(),
-                                 torch.cat(pool_scores).tolist(), self.budget, hd.eos)
+        *earlier, (verifier_rows, _, ids, catch_slots, count) = hd.catch_up_chunks(verifier, answer)
+        for rows, _, chunk_ids, slots, _ in earlier:  # more than CATCH_UP new positions (rare): eager steps, so a
+            hd._step(rows, None, chunk_ids, slots, slots, None, hd.condition, hd.cache)  # timed run never compiles
+        device = hd.slot_ids.device
+        tokens, parents, scores = self.grow(verifier_rows, ids, catch_slots, torch.tensor(count - 1, device=device),
+                                            torch.tensor(n, device=device), hd.condition, hd.cache)
+        room = min(self.depth, k, hd.head.max_positions - n + 1)
+        keep = sum(1 for d in self.pool_depths if d <= room)  # the pool is in depth order
+        tokens, parents = rerank(tokens[:keep].tolist(), parents[:keep].tolist(), scores[:keep].tolist(),
+                                 self.budget, hd.eos)
         return DraftTree(tokens, parents, self.width)
 
 
 _compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _tree_forward(step: StaticStep, ids, positions, slots, mask, cache):
+def _tree_forward(step: StaticStep, ids, positions, slots, block, cache):
+    mask = tree_mask(block, slots[0], step.cache_len, mask_dtype(step.backend))
     out = step.backend.model.model(input_ids=ids, position_ids=positions, cache_position=slots,
                                    attention_mask=mask, past_key_values=cache, use_cache=True)
     hidden = out.last_hidden_state[0]
@@ -162,27 +191,45 @@ def _tree_forward(step: StaticStep, ids, positions, slots, mask, cache):
 
 
 def tree_forward(step: StaticStep):
-    """``step``'s forward with a 4-D attention mask, compiled when ``step`` is (one per step)."""
+    """``step``'s forward over a tree (its ``tree_block`` expanded to the 4-D mask inside), compiled when
+    ``step`` is (one per step)."""
     if step not in _compiled:
         compiled = step.forward is not step._forward
-        fn = lambda ids, positions, slots, mask, cache: _tree_forward(step, ids, positions, slots, mask, cache)  # noqa: E731
+        fn = lambda ids, positions, slots, block, cache: _tree_forward(step, ids, positions, slots, block, cache)  # noqa: E731
         _compiled[step] = torch.compile(fn, mode="reduce-overhead" if step.graphed else None) if compiled else fn
     return _compiled[step]
 
 
-def tree_mask(tree: DraftTree, start: int, cache_len: int, dtype: torch.dtype, device) -> torch.Tensor:
-    """Additive 4-D mask [1, 1, width, cache_len]: row 0 (the pending token at ``start``) and each node see the
-    cache before ``start``, the pending token and their own ancestors; padding rows see only the cache and
-    themselves."""
-    allowed = torch.zeros(tree.width, cache_len, dtype=torch.bool)
-    allowed[:, :start] = True
-    allowed[torch.arange(tree.width), start + torch.arange(tree.width)] = True
-    allowed[: len(tree) + 1, start] = True
+def tree_block(tree: DraftTree) -> torch.Tensor:
+    """[width, width] bool over the pending token and the nodes (padding last): who sees whom. The pending token
+    and each node see the pending token and their own ancestors; padding rows only themselves."""
+    rows = [[c == r for c in range(tree.width)] for r in range(tree.width)]
+    for r in range(len(tree) + 1):
+        rows[r][0] = True
     for i in range(len(tree)):
-        allowed[i + 1, [start + 1 + a for a in tree.ancestors(i)]] = True
-    mask = torch.zeros(allowed.shape, dtype=dtype)
-    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    return mask[None, None].to(device)
+        for a in tree.ancestors(i):
+            rows[i + 1][a + 1] = True
+    return torch.tensor(rows)
+
+
+def tree_mask(block: torch.Tensor, start: torch.Tensor, cache_len: int, dtype: torch.dtype) -> torch.Tensor:
+    """The 4-D mask [1, 1, width, cache_len] of a tree whose pending token sits at ``start`` (a 0-d tensor): every
+    row sees the cache before ``start``, then ``block``. Tensor ops only (it runs inside the compiled forward).
+    ``dtype`` bool: True where a row may attend (SDPA's boolean mask); a float dtype: additive (0 or its min)."""
+    width = block.shape[0]
+    offset = torch.arange(cache_len, device=block.device) - start  # each cache column relative to the pending token
+    inside = (offset >= 0) & (offset < width)
+    allowed = (offset < 0) | (inside & block[:, offset.clamp(0, width - 1)])
+    if dtype != torch.bool:
+        allowed = torch.zeros(allowed.shape, dtype=dtype, device=block.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min)
+    return allowed[None, None]
+
+
+def mask_dtype(backend) -> torch.dtype:
+    """A boolean tree mask for SDPA, the model's dtype otherwise (eager attention adds the mask to its scores)."""
+    config = backend.model.config.get_text_config()
+    return torch.bool if config._attn_implementation == "sdpa" else next(backend.model.parameters()).dtype
 
 
 def accepted_path(tree: DraftTree, targets: list[int]) -> list[int]:
@@ -229,9 +276,9 @@ def verify_tree(track: Track, pending: int, tree: DraftTree) -> tuple[list[int],
     ids = backend.embeddable(torch.tensor([[pending, *tree.tokens, *[pending] * pad]], device=backend.device))
     depths = [0, *tree.depths(), *[0] * pad]
     positions = torch.tensor([[start + d for d in depths]], device=backend.device)
-    mask = tree_mask(tree, start, step.cache_len, next(backend.model.parameters()).dtype, backend.device)
+    block = tree_block(tree).to(backend.device)
     slots = torch.arange(start, start + tree.width, device=backend.device)
-    hidden, logits = tree_forward(step)(ids, positions, slots, mask, step.cache)
+    hidden, logits = tree_forward(step)(ids, positions, slots, block, step.cache)
     if step.graphed:
         hidden, logits = hidden.clone(), logits.clone()
     path = accepted_path(tree, logits.argmax(-1).tolist())
