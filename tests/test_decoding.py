@@ -360,6 +360,62 @@ def test_early_accepted_excludes_the_first_token(pair, samples, k_max, early_acc
     assert gen.early_drafts == k_max and gen.early_accepted == early_accepted
 
 
+class LateReply:
+    """``engine.decode``'s ``arrival``: the drafter's reply (``drafts``, as if made during the prefill) comes at
+    poll ``late + 1``."""
+
+    def __init__(self, drafts: list[int], late: int):
+        self.drafts, self.late, self.polls = drafts, late, 0
+
+    def __call__(self) -> list[int] | None:
+        self.polls += 1
+        return list(self.drafts) if self.polls > self.late else None
+
+
+class ReadsDrafter:
+    """A source that reads the drafter: it must not be asked for drafts before the drafter's reply is there."""
+
+    uses_drafter = True
+
+    def __init__(self, reply: LateReply):
+        self.reply, self.asked_before_reply, self.asked = reply, 0, 0
+
+    def draft(self, verifier, answer, k):
+        self.asked += 1
+        self.asked_before_reply += self.reply.polls <= self.reply.late
+        return []
+
+
+@pytest.mark.parametrize("late", [0, 2, 100])
+@pytest.mark.parametrize("agree", [True, False])
+def test_decoding_goes_on_while_the_drafter_is_late(pair, samples, late, agree):
+    """The verifier never waits: until the reply comes the rounds are one-token steps (a source reading the
+    drafter is not asked); then the early drafts still continuing the answer are verified in one round, and
+    drafts that do not are dropped. Lossless either way."""
+    from eventspec.decoding.engine import decode
+
+    verifier, _ = pair
+    inputs, _ = case(pair, samples, 1)
+    ref = reference(pair, samples, 1).tokens
+    assert len(ref) > 6
+    drafts = ref if agree else [(t + 1) % verifier.embed.num_embeddings for t in ref]
+    reply = LateReply(drafts, late)
+    source = ReadsDrafter(reply)
+    tokens, rounds = decode(tr.prefill(verifier, inputs), MAX_NEW, verifier.eos_token_id, source, 3, (),
+                            arrival=reply)
+    assert tokens == ref
+    assert source.asked_before_reply == 0
+    waited = min(late, len(rounds))
+    assert [(r.drafted, r.from_prefill) for r in rounds[:waited]] == [(0, False)] * waited
+    early = [r for r in rounds if r.from_prefill]
+    if agree and late < len(ref) - 2:
+        assert rounds[late].from_prefill and rounds[late].accepted == rounds[late].drafted > 0
+    else:
+        assert not early
+    after_reply = len(rounds) - late - len(early)  # rounds that drafted from the source (those with room)
+    assert 0 < source.asked <= after_reply if after_reply > 1 else source.asked <= max(after_reply, 0)
+
+
 def greedy_after(verifier, inputs, prefix: list[int], max_new: int) -> list[int]:
     """``prefix`` continued by the verifier's greedy decoding up to EOS or ``max_new`` tokens."""
     track = tr.prefill(verifier, inputs)

@@ -47,6 +47,21 @@ def sources(verifier, drafter, table) -> dict:
     }
 
 
+class InTime:
+    """A drafter worker whose reply is always there at the verifier's first poll (``ready`` waits for it): the
+    verifier never waits for a late drafter (it decodes on without drafts), so only then do the worker's drafts
+    not depend on which process ended its prefill first."""
+
+    def __init__(self, worker: DrafterWorker):
+        self.worker = worker
+
+    def __getattr__(self, name):
+        return getattr(self.worker, name)
+
+    def ready(self) -> bool:
+        return self.worker.conn.poll(None)
+
+
 def generate(verifier, inputs, job, make, propose, k_max, runner):
     source = make()
     job.propose, job.k_max, job.vocab = propose, k_max, None
@@ -71,7 +86,7 @@ def compare_worker_with_in_process(verifier, drafter, drafter_path, samples_, de
     with DrafterWorker(drafter_path, {}, verifier.lm_head.weight, device=device) as worker:
         for name, (make, propose, k_max) in sources(verifier, drafter, table).items():
             local, local_drafts = generate(verifier, inputs, job, make, propose, k_max, in_process)
-            remote, remote_drafts = generate(verifier, inputs, job, make, propose, k_max, worker)
+            remote, remote_drafts = generate(verifier, inputs, job, make, propose, k_max, InTime(worker))
             assert remote_drafts == local_drafts and remote_drafts, name
             assert remote.tokens == local.tokens == ref.tokens, name
             assert local.bytes_between_processes == 0

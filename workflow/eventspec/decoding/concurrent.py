@@ -100,6 +100,13 @@ class InProcessDrafter:
     def start(self, job: DraftJob) -> None:
         self.job = job
 
+    def halt(self) -> None:
+        """Nothing runs until ``finish``."""
+
+    def ready(self) -> bool:
+        """Always: ``finish`` runs the job now."""
+        return True
+
     def finish(self) -> EarlyDrafts:
         early, track, vocab = run_job(self.drafter, self.adapters, self.lm_head, self.job, lambda: False)
         if self.job.return_state:
@@ -212,6 +219,14 @@ class DrafterWorker:
         self.stop.clear()
         self.sent_at = self.conn.bytes
         self.conn.send(job)
+
+    def halt(self) -> None:
+        """The verifier's prefill is done: the drafter drafts no more and replies once its prefill is."""
+        self.stop.set()
+
+    def ready(self) -> bool:
+        """Whether the job's reply is here (``finish`` would not block)."""
+        return self.conn.poll()
 
     def finish(self) -> EarlyDrafts:
         self.stop.set()

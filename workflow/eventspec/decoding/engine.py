@@ -7,6 +7,11 @@ longest prefix equal to the verifier's argmax, plus the bonus token; crop) ->
 until EOS or ``max_new_tokens``. ``greedy_decode`` is the one-token loop of the
 baseline.
 
+The verifier never waits for the drafter: when its prefill ends first, ``decode``
+goes on (rounds without drafts, or with drafts from a source that does not read
+the drafter) and polls ``arrival`` once per round; drafts made during the
+prefill are taken when they arrive, as far as they still continue the answer.
+
 Nothing here reads a clock. The benchmark times from outside: it passes a
 ``mark`` callback (``clock.Timeline.mark``) that the driver calls at round
 boundaries (``"draft"``, ``"verify"``, ``"done"``); the default does nothing.
@@ -112,23 +117,38 @@ def first_token(verifier: Track) -> int:
     return int(verifier.last_logits().argmax())
 
 
+def continuing(drafts: list[int], answer: list[int]) -> list[int]:
+    """The drafts past ``answer`` when they begin with it (drafts made during the prefill start at the answer's
+    first token, which the prefill itself gives), else none."""
+    n = len(answer)
+    return list(drafts[n:]) if list(drafts[:n]) == answer else []
+
+
 @torch.no_grad()
 def decode(verifier: Track, max_new_tokens: int, eos: int, source=None, gamma: int = 0, early: list[int] = (),
-           mark: Mark = no_mark) -> tuple[list[int], list[Round]]:
+           mark: Mark = no_mark, arrival: Callable[[], list[int] | None] | None = None) -> tuple[list[int], list[Round]]:
     """The answer after a prefilled ``verifier`` track, and its rounds: the prefill's own token, then a round
     on the ``early`` drafts (those made during the prefill; the first only re-checks the prefill's token),
-    then rounds of up to ``gamma`` drafts from ``source``."""
+    then rounds of up to ``gamma`` drafts from ``source``.
+
+    ``arrival``: the drafter is still working; polled before each round, it returns None until the early drafts
+    are there (and the drafter's state is ``source``'s). Until then a source reading the drafter drafts nothing:
+    the rounds are one-token steps."""
     answer: list[int] = []
     rounds: list[Round] = []
     done = emit(answer, [first_token(verifier)], eos, max_new_tokens)
-    early = list(early[1:]) if early and early[0] == answer[0] else []
+    early = continuing(early, answer)
     while not done:
+        if arrival is not None and (arrived := arrival()) is not None:
+            early, arrival = continuing(arrived, answer), None
         room = max_new_tokens - len(answer) - 1  # drafts that can still become tokens besides the bonus
         if early:
             done_round, tokens = prefill_round(verifier, answer, early[:room], mark)
             early = []
         else:
-            done_round, tokens = speculative_round(verifier, source, answer, min(gamma, room), mark)
+            ready = arrival is None or not getattr(source, "uses_drafter", False)
+            done_round, tokens = speculative_round(verifier, source if ready else None, answer, min(gamma, room),
+                                                   mark)
         rounds.append(done_round)
         done = emit(answer, tokens, eos, max_new_tokens)
     mark("done")

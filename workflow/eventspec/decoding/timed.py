@@ -6,7 +6,7 @@ Timing covers the verifier's vision tower, prefill and decoding from its
 tokenised, preprocessed inputs; the drafter's work runs beside the verifier's
 prefill (worker) or after it (in process) and is timed where it runs. The
 drafter's state reaching this process (the worker's hidden states it mirrors,
-``drafter_states``) is booked as the drafter's return, before decoding starts.
+``drafter_states``) is booked as the drafter's return, when decoding takes it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.backend import Backend, PrefillInputs
-from .clock import Timeline
+from .clock import Timeline, now
 from .engine import Round, decode, greedy_decode
 from .static_step import StaticStep
 from .track import prefill
@@ -35,7 +35,7 @@ class Generated:
     drafter_prefill_s: float = 0.0  # its preprocessing, vision and prefill
     drafter_prepare_s: float = 0.0  # of drafter_prefill_s, the preprocessing
     early_draft_s: float = 0.0
-    wait_s: float = 0.0  # waiting for the drafter after the verifier's prefill ended
+    wait_s: float = 0.0  # the verifier blocked on the drafter: reading its reply (in process: running its job)
     drafter_start_s: float = 0.0  # from the start to the drafter beginning its job (process wake-up, transfer)
     drafter_return_s: float = 0.0  # from its drafts being ready to this process holding them and its track
     bytes_between_processes: int = 0  # drafting's traffic with the drafter worker (drafter_states.Transfer)
@@ -70,7 +70,9 @@ def timed_greedy(verifier: Backend, inputs: PrefillInputs, max_new_tokens: int,
 def timed_speculative(verifier: Backend, inputs: PrefillInputs, max_new_tokens: int, source=None, gamma: int = 0,
                       drafter=None, job=None, step: StaticStep | None = None) -> Generated:
     """Greedy decoding with drafts: from the drafter during the verifier's prefill (``drafter`` runs ``job``,
-    in a worker or in-process), then ``gamma`` per round from ``source``."""
+    in a worker or in-process), then ``gamma`` per round from ``source``. The verifier never waits for a drafter
+    still busy when its prefill ends: decoding goes on and takes the drafter's reply when it is there
+    (``engine.decode``'s ``arrival``); a reply that comes after the answer ends is collected untimed."""
     clock = Timeline(verifier.device)
     t0 = clock.mark("start")
     if drafter is not None:
@@ -79,27 +81,45 @@ def timed_speculative(verifier: Backend, inputs: PrefillInputs, max_new_tokens: 
         # room for the answer and the widest verify after it (a draft tree's padded width)
         track = prefill(verifier, inputs, step, max_new_tokens + 1 + getattr(source, "width", 0))
         t1 = clock.mark("prefilled")
-    finally:  # collect the job even if the prefill failed, so the next job's reply is not this one's
-        got = drafter.finish() if drafter is not None else None
+    except BaseException:  # collect the job, so the next job's reply is not this one's
+        if drafter is not None:
+            drafter.finish()
+        raise
     result = Generated([], t1 - t0, 0.0)
-    early = []
-    if got is not None:
+    arrived: list[tuple] = []  # (the drafter's reply, when it was asked for, when it was held)
+
+    def arrival() -> list[int] | None:
+        if not drafter.ready():
+            return None
+        asked = now(verifier.device)
+        got = drafter.finish()
         if source is not None and source.uses_drafter:
             if got.states is None:
                 raise ValueError("the draft source reads the drafter, but its job did not keep the drafter's state")
             source.drafter = got.states
         held = clock.mark("held")
-        result.wait_s = got.done_at - t1 if got.done_at > t1 else 0.0
-        result.drafter_start_s, result.drafter_return_s = got.started_at - t0, held - max(got.done_at, t1)
-        result.drafter_prefill_s, result.early_draft_s = got.prefill_s, got.draft_s
-        result.drafter_prepare_s = got.prepare_s
-        result.early_drafts, early = len(got.drafts), got.drafts
-    result.tokens, result.rounds = decode(track, max_new_tokens, verifier.eos_token_id, source, gamma, early,
-                                          clock.mark)
+        result.wait_s = max(got.done_at - asked, 0.0)  # in process: the job ran now; a worker's reply was there
+        arrived.append((got, asked, held))
+        return got.drafts
+
+    if drafter is not None:
+        drafter.halt()
+    result.tokens, result.rounds = decode(track, max_new_tokens, verifier.eos_token_id, source, gamma, (),
+                                          clock.mark, arrival if drafter is not None else None)
     result.total_s = clock.marks[-1][1] - t0
     result.round_s = clock.rounds()
     result.early_accepted = sum(r.accepted for r in result.rounds if r.from_prefill)
-    if got is not None:  # the per-round requests to a resident drafter add to its job's transfer as they go
+    if drafter is not None:
+        if not arrived:  # the answer ended first: the reply is collected after the timing
+            arrived.append((drafter.finish(), None, None))
+        got, asked, held = arrived[0]
+        result.drafter_start_s = got.started_at - t0
+        # taking the reply: reading it (the worker's mirror of its states), once the drafter was done
+        result.drafter_return_s = 0.0 if held is None else held - max(got.done_at, asked)
+        result.drafter_prefill_s, result.early_draft_s = got.prefill_s, got.draft_s
+        result.drafter_prepare_s = got.prepare_s
+        result.early_drafts = len(got.drafts)
+        # the per-round requests to a resident drafter add to its job's transfer as they go
         result.bytes_between_processes = got.transfer.between_processes
         result.bytes_host_device = got.transfer.host_device
     return result

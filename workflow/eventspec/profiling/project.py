@@ -5,7 +5,8 @@ The benchmark records per pair and configuration what happened, independent of h
 the drafts made during the prefill. A profile says what each step costs on a setup. Per pair::
 
     time = verifier prefill x slowdown (a drafter beside it on the same device; 1 on two devices)
-         + wait for the drafter (its start + prefill ending after the verifier's prefill) + its return
+         + reading the drafter's reply (the engine never waits for a drafter still in its prefill: decoding goes
+           on, and a drafter that ends after the verifier's prefill makes no early drafts in time)
          + per round: verify(width = drafts + 1) on the configuration's verifier path
                       + drafts x the cost of one draft (0 for those made during the prefill) + round overhead
 
@@ -100,8 +101,8 @@ def pair_time(rec: dict, name: str, summary_config: dict, profile: dict, frames:
     drafter = runs_drafter(summary_config)
     slowdown = (c["same_device_prefill_slowdown"] or 1.0) if drafter and gpus == 1 else 1.0
     t = prefill * slowdown
-    if drafter:  # the verifier waits for a drafter still in its prefill, then for its drafts to arrive
-        t = max(t, c.get("drafter_start", 0.0) + c["drafter_prefill"]) + c.get("drafter_return", 0.0)
+    if drafter:  # the verifier never waits for the drafter (engine.decode), it only reads its reply; a drafter
+        t += c.get("drafter_return", 0.0)  # later than the verifier's prefill makes no early drafts in time (below)
     per_draft = draft_cost(name, summary_config, profile, adapters)
     rounds = [(d, a) for d, a, early in rec["rounds"] if not early]
     early = [(d, a) for d, a, e in rec["rounds"] if e]
@@ -245,7 +246,7 @@ def self_consistency(summary: dict, traces: dict[str, list[dict]], adapters: dic
     """Per configuration: projected / measured time (summed over the pairs) under the profile measured on the
     same run (``in_place_profile``), at the run's frames on one device; transformers' ``generate``, priced by
     its own wall time, is left out. Near 1 when the projection's cost model
-    (prefill, wait, rounds of verify + drafts) accounts for the engine's time; a missing or double-counted term
+    (prefill, the drafter's reply, rounds of verify + drafts) accounts for the engine's time; a missing or double-counted term
     moves it away."""
     frames = summary["settings"].get("frames", 8)
     out = {}
