@@ -100,3 +100,24 @@ def test_event_conditioned_head_reads_the_drafter_once_per_pair(pair, samples): 
         assert source.drafter_reads == i + 1  # once per pair, however many rounds
         assert source.drafter.track.read == []  # the drafter never ran a decode step for a draft
     assert len(source.drafted) > 2
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_round_after_more_than_one_catch_up_chunk_drafts_what_the_whole_history_head_drafts(pair, samples,  # noqa: F811
+                                                                                             compile):
+    """A first round after 11 confirmed tokens (more than ``CATCH_UP`` = 8): the earlier chunk runs eagerly, the
+    last one in the round's compiled call; the drafts are the whole-history head's."""
+    from eventspec.decoding import track as tr
+    from eventspec.decoding.drafting import CATCH_UP
+    from test_decoding import case
+
+    verifier, drafter = pair
+    answer = reference(pair, samples, 1).tokens[:11]
+    assert len(answer) > CATCH_UP
+    torch.manual_seed(7)
+    head = build_adapter("B1", drafter.hidden_size, verifier.hidden_size, use_token_embedding=True, **SMALL).eval()
+    track = tr.prefill(verifier, case(pair, samples, 1)[0])
+    tr.forward(track, answer[:-1])  # the verifier has read all of the answer but its last token
+    cached = HeadDrafter(head, verifier, compile=compile, gamma=4).draft(track, answer, 4)
+    rerun = whole_history(HeadDrafter(head, verifier)).draft(track, answer, 4)
+    assert cached == rerun and len(cached) >= 1

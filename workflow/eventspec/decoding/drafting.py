@@ -279,6 +279,18 @@ class HeadDrafter:
                 drafter_hidden = torch.cat([drafter_hidden, self.drafter.hidden_on(self.head, -1)])
         return drafts
 
+    def round_inputs(self, verifier: Track, answer: list[int]) -> tuple:
+        """The inputs of a compiled round (``chain``, ``tree.TreeDrafter.grow``) of a head reading only the
+        verifier: the last catch-up chunk (verifier rows, ids, slots), its last real row and the answer length
+        (0-d tensors: one graph for every round). Any earlier chunk (more than ``CATCH_UP`` new positions, rare)
+        runs eagerly here, so a timed run never compiles."""
+        *earlier, (verifier_rows, _, ids, slots, count) = self.catch_up_chunks(verifier, answer)
+        for rows, _, chunk_ids, chunk_slots, _ in earlier:
+            self._step(rows, None, chunk_ids, chunk_slots, chunk_slots, None, self.condition, self.cache)
+        device = self.slot_ids.device
+        return (verifier_rows, ids, slots, torch.tensor(count - 1, device=device),
+                torch.tensor(len(answer), device=device))
+
     def after_known(self, verifier_rows, ids, catch_slots, last, condition, cache) -> tuple[torch.Tensor, torch.Tensor]:
         """The head over a catch-up chunk (``_step``'s inputs), then its row ``last`` (a 0-d tensor): the predicted
         state [1, D] and logits [V] after the last known position. The start of a compiled round."""
@@ -304,14 +316,9 @@ class HeadDrafter:
         n = len(answer)
         room = min(k, self.head.max_positions - n + 1)
         if "drafter" not in self.head.uses:  # no host sync per draft: one call for the round
-            *earlier, (verifier_rows, _, ids, catch_slots, count) = self.catch_up_chunks(verifier, answer)
-            for rows, _, chunk_ids, slots, _ in earlier:  # more than CATCH_UP new positions (rare): eager steps,
-                self._step(rows, None, chunk_ids, slots, slots, None, self.condition, self.cache)  # no compiling
             if self.gamma and k > self.gamma:
                 raise ValueError(f"{k} drafts asked of a head drafting chains of gamma={self.gamma}")
-            device = self.slot_ids.device
-            tokens, confidence = self.chain(verifier_rows, ids, catch_slots, torch.tensor(count - 1, device=device),
-                                            torch.tensor(n, device=device), self.condition, self.cache,
+            tokens, confidence = self.chain(*self.round_inputs(verifier, answer), self.condition, self.cache,
                                             self.gamma or room)
             return self.stop(tokens.tolist()[:room], confidence.tolist()[:room] if self.adaptive else None)
         predicted, logits = self.catch_up(verifier, answer)

@@ -166,12 +166,7 @@ class TreeDrafter:
     def draft(self, verifier: Track, answer: list[int], k: int) -> DraftTree:
         """A tree of at most ``budget`` nodes and ``min(depth, k)`` levels continuing ``answer``."""
         hd, n = self.head, len(answer)
-        *earlier, (verifier_rows, _, ids, catch_slots, count) = hd.catch_up_chunks(verifier, answer)
-        for rows, _, chunk_ids, slots, _ in earlier:  # more than CATCH_UP new positions (rare): eager steps, so a
-            hd._step(rows, None, chunk_ids, slots, slots, None, hd.condition, hd.cache)  # timed run never compiles
-        device = hd.slot_ids.device
-        tokens, parents, scores = self.grow(verifier_rows, ids, catch_slots, torch.tensor(count - 1, device=device),
-                                            torch.tensor(n, device=device), hd.condition, hd.cache)
+        tokens, parents, scores = self.grow(*hd.round_inputs(verifier, answer), hd.condition, hd.cache)
         room = min(self.depth, k, hd.head.max_positions - n + 1)
         keep = sum(1 for d in self.pool_depths if d <= room)  # the pool is in depth order
         tokens, parents = rerank(tokens[:keep].tolist(), parents[:keep].tolist(), scores[:keep].tolist(),
