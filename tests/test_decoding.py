@@ -843,6 +843,29 @@ def test_static_and_compiled_steps_on_the_real_shaped_pair(real_pair, samples, c
         assert run(real_pair, samples, i, source=head, gamma=4, step=step).tokens == ref.tokens
 
 
+@pytest.mark.parametrize("compile", [False, True])
+def test_one_call_chains_and_trees_on_the_real_shaped_pair(real_pair, samples, compile):
+    """The benchmark's B1/B1E rounds on Video-LLaVA's layout: a B1 chain of fixed gamma in one call and an EAGLE-2
+    tree grown in one call and verified under its tree mask on the static cache; lossless."""
+    from eventspec.adapters.architectures import build_adapter
+    from eventspec.decoding.tree import TreeDrafter
+
+    verifier, drafter = real_pair
+    step = StaticStep(verifier, compile=compile)
+    longest = max(case(real_pair, samples, i)[0].input_ids.shape[1] for i in range(2))
+    step.allocate(longest + MAX_NEW + 1 + 7)  # the answer and the tree's padded verify (budget 6 + 1)
+    torch.manual_seed(5)
+    head = build_adapter("B1", drafter.hidden_size, verifier.hidden_size, use_token_embedding=True, num_heads=4,
+                         num_layers=1, ffn_dim=48, dropout=0.0, max_positions=32).eval()
+    for i in range(2):
+        ref = reference(real_pair, samples, i)
+        chain = HeadDrafter(head, verifier, compile=compile, gamma=4)
+        assert run(real_pair, samples, i, source=chain, gamma=4, step=step).tokens == ref.tokens
+        tree = TreeDrafter(head, verifier, depth=3, top_k=2, budget=6, compile=compile)
+        gen = run(real_pair, samples, i, source=tree, gamma=4, step=step)
+        assert gen.tokens == ref.tokens and any(r.drafted > 1 for r in gen.rounds)
+
+
 def test_verifier_only_ids_reach_the_drafter_as_its_unk(real_pair, samples):
     verifier, drafter = real_pair
     _, job = case(real_pair, samples, 0)
